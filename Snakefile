@@ -1,0 +1,17 @@
+# mammosynth: does adding DDPM-synthesised mammograms to a small real data set make CNN classifiers
+# better, and do best-validation-loss weights beat last-epoch weights? See README.md.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/ddpm.smk"
+include: "workflow/rules/classify.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report",

@@ -1,0 +1,80 @@
+"""Evaluate saved weights on a split's real test images: metrics JSON + per-image predictions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from mammosynth.classify import model as models
+from mammosynth.classify.data import load_tensor
+from mammosynth.classify.train import predict
+
+
+def _finite(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def compute_metrics(y: np.ndarray, prob: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, balanced accuracy, per-class P/R/F1/support, macro/weighted, AUC, PR-AUC, CM."""
+    classes = list(range(len(labels)))
+    pred = prob.argmax(1)
+    p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    out = {"n": int(len(y)), "accuracy": skm.accuracy_score(y, pred),
+           "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+           "per_class": {lab: {"precision": p[i], "recall": r[i], "f1": f[i], "support": int(s[i])}
+                         for i, lab in enumerate(labels)},
+           "confusion_matrix": skm.confusion_matrix(y, pred, labels=classes).tolist()}
+    for avg in ("macro", "weighted"):
+        ap, ar, af, _ = skm.precision_recall_fscore_support(y, pred, labels=classes, average=avg,
+                                                            zero_division=0)
+        out[avg] = {"precision": ap, "recall": ar, "f1": af}
+    present = np.unique(y)
+    if len(present) < 2:
+        out["auc"] = out["pr_auc"] = None
+        out["note"] = "the test set has one class only: AUC and PR-AUC are undefined"
+    elif len(labels) == 2:
+        out["auc"] = skm.roc_auc_score(y, prob[:, 1])
+        out["pr_auc"] = skm.average_precision_score(y, prob[:, 1])
+        tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=classes).ravel()
+        out["sensitivity"], out["specificity"] = tp / max(tp + fn, 1), tn / max(tn + fp, 1)
+    else:
+        onehot = np.eye(len(labels))[y]
+        aucs = [skm.roc_auc_score(onehot[:, c], prob[:, c]) for c in present]
+        aps = [skm.average_precision_score(onehot[:, c], prob[:, c]) for c in present]
+        out["auc"], out["pr_auc"] = float(np.mean(aucs)), float(np.mean(aps))
+        if len(present) < len(labels):
+            out["note"] = "macro AUC / PR-AUC over the classes present in the test set"
+    return _clean(out)
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return _finite(value)
+
+
+def evaluate(weights: str | Path, test: pd.DataFrame, batch_size: int = 32):
+    """-> (metrics dict, predictions DataFrame with one probability column per label)."""
+    state, meta = models.load_weights(weights)
+    labels = meta["labels"]
+    model = models.create(meta["arch"], len(labels), meta["in_chans"])
+    model.load_state_dict(state)
+    normalize = models.Normalize(model, meta["in_chans"])
+    x = load_tensor(test["path"], meta["image_size"])
+    prob = models.probabilities(predict(model, normalize, x, batch_size)).numpy()
+    y = test["y"].to_numpy()
+    result = compute_metrics(y, prob, labels)
+    result.update({"arch": meta["arch"], "epoch": meta["epoch"], "labels": labels})
+    predictions = pd.DataFrame({"image_id": test["image_id"], "label": test["label"], "y": y,
+                                "pred": prob.argmax(1)})
+    for i, label in enumerate(labels):
+        predictions[f"prob_{label}"] = prob[:, i]
+    return result, predictions

@@ -1,0 +1,76 @@
+"""Data set adapters. Each reads a data set as downloaded and returns one ingest table.
+
+The ingest table has one row per input (a metadata row, an image file, or both linked), with the
+columns of `INGEST_COLUMNS`; `status` is `ok` or `rejected` and `reason` says why in words.
+The preprocessing step adds `image_path` and rejects images it cannot decode: that is the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from mammosynth.errors import UserError
+from mammosynth.labels import label_map, label_names, normalize_birads
+
+INGEST_COLUMNS = ["image_id", "patient_id", "laterality", "view", "birads", "label",
+                  "status", "reason", "source"]
+MANIFEST_COLUMNS = INGEST_COLUMNS + ["image_path"]
+
+
+def pseudonym(value: str, prefix: str) -> str:
+    """A stable pseudonymous id for a value that may identify a person (MRN, file name)."""
+    return prefix + hashlib.sha256(str(value).encode()).hexdigest()[:16]
+
+
+def ingest(dataset: dict, labels: dict) -> pd.DataFrame:
+    """Read the data set named by the config's `dataset` section; label it with `labels`."""
+    from mammosynth.datasets import csv, folder, inbreast
+
+    adapters = {"inbreast": inbreast.read, "phantom": inbreast.read,
+                "csv": csv.read, "folder": folder.read}
+    root = Path(dataset["root"])
+    if not root.is_dir():
+        raise UserError(f"config dataset.root: {root} is not a folder; point it at the data set "
+                        "as downloaded")
+    rows = adapters[dataset["format"]](root, dataset)
+    return finalize(rows, labels)
+
+
+def finalize(rows: list[dict], labels: dict) -> pd.DataFrame:
+    """Normalise BI-RADS, map labels, reject what cannot be labelled; one row per input."""
+    birads_to_label = label_map(labels)
+    names = set(label_names(labels))
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        row = {col: row.get(col) or "" for col in INGEST_COLUMNS}
+        raw = row["birads"]
+        reasons = [row["reason"]] if row["reason"] else []
+        if raw:
+            birads = normalize_birads(raw)
+            if birads is None:
+                reasons.append(f"unknown BI-RADS value {raw!r}")
+            else:
+                row["birads"] = birads
+                if not row["label"]:
+                    row["label"] = birads_to_label.get(birads, "")
+                    if not row["label"]:
+                        reasons.append(f"BI-RADS {birads} is not mapped to a label "
+                                       "(config labels.scheme / labels.map)")
+        if row["label"] and row["label"] not in names:
+            reasons.append(f"label {row['label']!r} is not one of the config's labels "
+                           f"({', '.join(sorted(names))})")
+        if not row["label"] and not reasons:
+            reasons.append("no BI-RADS value or label")
+        if row["image_id"] in seen:
+            reasons.append(f"duplicate image id {row['image_id']}")
+        seen.add(row["image_id"])
+        row["reason"] = "; ".join(reasons)
+        row["status"] = "rejected" if reasons else "ok"
+        out.append(row)
+    if not out:
+        raise UserError("the data set has no inputs: no metadata rows and no image files were found")
+    return pd.DataFrame(out, columns=INGEST_COLUMNS)

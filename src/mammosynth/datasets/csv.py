@@ -1,0 +1,62 @@
+"""Any data set, listed in a table: `dataset.table` (relative to `dataset.root`, or absolute).
+
+Columns: `path` (image file, relative to the root) and `birads` or `label`; optional `patient_id`,
+`laterality` (L/R), `view`. Comma, semicolon or tab separated, UTF-8. Patient ids become
+pseudonyms (`patient_id`, `image_id`); the manifest's `source` column keeps each path as the table
+gives it, so keep names and record numbers out of file names. Without `patient_id` each image counts as its own patient,
+so splits cannot keep a patient's images together: give patient ids where you have them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from mammosynth.datasets import pseudonym
+from mammosynth.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserError(f"config dataset.table: {path} does not exist")
+    try:
+        table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False,
+                            encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8")
+    except pd.errors.ParserError as e:
+        raise UserError(f"{path}: cannot parse it as a table ({e})") from e
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    return table.apply(lambda col: col.str.strip())
+
+
+def read(root: Path, dataset: dict) -> list[dict]:
+    if not dataset.get("table"):
+        raise UserError("config dataset.table: required for dataset.format: csv (the table that "
+                        "lists the images)")
+    path = Path(dataset["table"])
+    path = path if path.is_absolute() else root / path
+    table = read_table(path)
+    if "path" not in table.columns or not {"birads", "label"} & set(table.columns):
+        raise UserError(f"{path}: needs a 'path' column and a 'birads' or 'label' column "
+                        f"(found: {', '.join(table.columns)})")
+    if "patient_id" not in table.columns:
+        log.warning("%s has no patient_id column: each image is treated as its own patient", path)
+    rows = []
+    for line, rec in enumerate(table.to_dict("records"), start=2):
+        image = root / rec["path"]
+        row = {"image_id": pseudonym(rec["path"], "img"),
+               "patient_id": pseudonym(rec.get("patient_id") or rec["path"], "pat"),
+               "laterality": rec.get("laterality", "").upper()[:1],
+               "view": rec.get("view", "").upper(), "birads": rec.get("birads", ""),
+               "label": rec.get("label", ""), "source": rec["path"]}
+        if not rec["path"]:
+            row["reason"] = f"{path.name} line {line}: empty path"
+        elif not image.is_file():
+            row["reason"] = f"{path.name} line {line}: no file {rec['path']} under the root"
+        rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""One DDPM per label (diffusers UNet2DModel + DDPMScheduler): training and sharded sampling."""

@@ -1,0 +1,148 @@
+"""Train one label's DDPM on a split's training images; save a diffusers DDPMPipeline.
+
+Every label's model gets the same number of optimisation steps (`steps`), whatever its image
+count, so a small class (INbreast has 67 normal images) is not under-trained. AdamW with linear
+warm-up and cosine decay, gradient clipping, EMA weights (the saved and sampled ones). A
+checkpoint (model, EMA, optimizer, LR schedule, RNG, step) is written atomically every
+`checkpoint_every` steps beside the output and resumed from when the job is re-run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mammosynth.errors import UserError
+from mammosynth.imaging.png import read_png
+
+log = logging.getLogger(__name__)
+
+
+def load_images(paths: list[str], size: int) -> torch.Tensor:
+    """PNG files -> (N, 1, size, size) float tensor in [-1, 1]."""
+    out = np.empty((len(paths), 1, size, size), dtype=np.float32)
+    for i, path in enumerate(paths):
+        image = Image.fromarray(read_png(path), mode="F")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        out[i, 0] = np.asarray(image)
+    return torch.from_numpy(out * 2.0 - 1.0)
+
+
+def build_unet(cfg: dict):
+    from diffusers import UNet2DModel
+
+    levels = len(cfg["block_out_channels"])
+    attention = cfg.get("attention_levels") or [False] * levels
+    if len(attention) != levels:
+        raise UserError("config ddpm.attention_levels: needs one true/false per "
+                        f"ddpm.block_out_channels entry ({levels})")
+    return UNet2DModel(
+        sample_size=cfg["image_size"], in_channels=1, out_channels=1,
+        block_out_channels=tuple(cfg["block_out_channels"]),
+        layers_per_block=cfg["layers_per_block"],
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
+        norm_num_groups=min(32, min(cfg["block_out_channels"])),
+        dropout=cfg.get("dropout", 0.0),
+    )
+
+
+def build_scheduler(cfg: dict):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=cfg["timesteps"], beta_schedule=cfg["beta_schedule"],
+                         clip_sample=True)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_ddpm(image_paths: list[str], out_dir: str | Path, cfg: dict, *, seed: int,
+               checkpoint: str | Path) -> None:
+    """Train on `image_paths`; write the pipeline (EMA weights) and history.csv to out_dir."""
+    from diffusers import DDPMPipeline
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
+    if not image_paths:
+        raise UserError("train_ddpm: this label has no training images in this split")
+    torch.manual_seed(seed)
+    data = load_images(image_paths, cfg["image_size"])
+    unet, scheduler = build_unet(cfg), build_scheduler(cfg)
+    ema = EMAModel(unet.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True,
+                   model_cls=type(unet), model_config=unet.config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg["warmup_steps"], cfg["steps"])
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    step = 0
+    checkpoint = Path(checkpoint)
+    if checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        unet.load_state_dict(state["unet"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history = state["step"], state["history"]
+        log.info("resumed from %s at step %d", checkpoint, step)
+
+    log.info("training on %d images, %d steps, batch %d, %.2f M parameters", len(data),
+             cfg["steps"], cfg["batch_size"], sum(p.numel() for p in unet.parameters()) / 1e6)
+    unet.train()
+    losses, tick = [], time.perf_counter()
+    while step < cfg["steps"]:
+        index = torch.randint(0, len(data), (cfg["batch_size"],), generator=generator)
+        clean = data[index]
+        noise = torch.randn(clean.shape, generator=generator)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),),
+                          generator=generator)
+        loss = F.mse_loss(unet(scheduler.add_noise(clean, noise, t), t).sample, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg["grad_clip"])
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(unet.parameters())
+        step += 1
+        losses.append(loss.item())
+        if step % cfg["log_every"] == 0 or step == cfg["steps"]:
+            seconds = time.perf_counter() - tick
+            history.append({"step": step, "loss": float(np.mean(losses)),
+                            "lr": lr_schedule.get_last_lr()[0],
+                            "images_per_s": len(losses) * cfg["batch_size"] / seconds})
+            log.info("step %d/%d loss %.4f", step, cfg["steps"], history[-1]["loss"])
+            losses, tick = [], time.perf_counter()
+        if step % cfg["checkpoint_every"] == 0 and step < cfg["steps"]:
+            _save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(),
+                          "optimizer": optimizer.state_dict(),
+                          "lr_schedule": lr_schedule.state_dict(),
+                          "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                          "step": step, "history": history}, checkpoint)
+
+    ema.copy_to(unet.parameters())
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp)
+    with open(tmp / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "images_per_s"])
+        writer.writeheader()
+        writer.writerows(history)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    checkpoint.unlink(missing_ok=True)

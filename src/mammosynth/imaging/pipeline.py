@@ -1,0 +1,81 @@
+"""Preprocess every accepted input of an ingest table into a 16-bit PNG: the manifest.
+
+Runs the images over `workers` forked processes (fork, not spawn: a spawned worker would re-run
+the calling script, e.g. a Snakemake job). An image that cannot be decoded is rejected with the
+reason (or, with `on_bad_image="fail"`, stops the run naming the file), never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from mammosynth.datasets import MANIFEST_COLUMNS
+from mammosynth.errors import ImageError, UserError
+from mammosynth.imaging.breast import preprocess_array
+from mammosynth.imaging.decode import read_image
+from mammosynth.imaging.png import write_png
+
+log = logging.getLogger(__name__)
+EXTRA_COLUMNS = ["orig_height", "orig_width", "flipped", "laterality_from", "chest_wall_seen"]
+
+
+def _one(task):
+    image_id, path, laterality, out_path, size = task
+    try:
+        image, info = preprocess_array(read_image(path), laterality, size)
+        write_png(out_path, image)
+        return image_id, "", info
+    except ImageError as e:
+        return image_id, str(e), {}
+
+
+def fail_on_rejections(table: pd.DataFrame, on_bad_image: str) -> None:
+    bad = table[table["status"] == "rejected"]
+    if on_bad_image == "fail" and len(bad):
+        first = bad.iloc[0]
+        raise UserError(f"{first['source']}: {first['reason']} ({len(bad)} input(s) rejected; "
+                        "set dataset.on_bad_image: reject to keep going without them)")
+
+
+def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path, size: int,
+                     workers: int = 1, on_bad_image: str = "reject") -> pd.DataFrame:
+    """Ingest table -> manifest (MANIFEST_COLUMNS + EXTRA_COLUMNS); PNGs in out_dir."""
+    fail_on_rejections(ingest, on_bad_image)
+    root, out_dir = Path(root), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = ingest.copy()
+    ok = manifest["status"] == "ok"
+    tasks = [(r.image_id, root / r.source, r.laterality, out_dir / f"{r.image_id}.png", size)
+             for r in manifest[ok].itertuples()]
+    if workers > 1 and len(tasks) > 1:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        results = pool.map(_one, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+    else:
+        pool, results = None, map(_one, tasks)
+    done = {image_id: (reason, info) for image_id, reason, info in
+            tqdm(results, total=len(tasks), desc="preprocess", mininterval=5)}
+    if pool:
+        pool.shutdown()
+    reasons = manifest["image_id"].map(lambda i: done.get(i, ("", {}))[0])
+    failed = ok & (reasons != "")
+    manifest.loc[failed, "status"] = "rejected"
+    manifest.loc[failed, "reason"] = reasons[failed]
+    usable = ok & ~failed
+    manifest["image_path"] = ""
+    manifest.loc[usable, "image_path"] = [(out_dir / f"{i}.png").as_posix()
+                                          for i in manifest.loc[usable, "image_id"]]
+    extras = pd.DataFrame([done[i][1] if usable[k] else {}
+                           for k, i in zip(manifest.index, manifest["image_id"])],
+                          index=manifest.index, columns=EXTRA_COLUMNS)
+    manifest = pd.concat([manifest, extras], axis=1)
+    fail_on_rejections(manifest, on_bad_image)
+    counts = manifest["status"].value_counts().to_dict()
+    log.info("manifest: %d inputs, %d ok, %d rejected", len(manifest), counts.get("ok", 0),
+             counts.get("rejected", 0))
+    return manifest[MANIFEST_COLUMNS + EXTRA_COLUMNS]

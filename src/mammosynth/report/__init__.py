@@ -1,0 +1,1 @@
+"""The report: tables recomputed from the evaluation files, and one HTML page."""

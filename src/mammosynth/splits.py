@@ -1,0 +1,59 @@
+"""Patient-grouped, label-stratified train / val / test splits, one per split id.
+
+Split `s` is drawn with seed `seed + s`: test first (StratifiedGroupKFold with 1/test_fraction
+folds, first fold), then val from the rest the same way. Every group (patient) lands in exactly one
+subset; `check_split` verifies it from the files rather than trusting the construction.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from mammosynth.errors import UserError
+
+SUBSETS = ("train", "val", "test")
+
+
+def _take_fold(frame: pd.DataFrame, fraction: float, group_by: str, seed: int) -> pd.Index:
+    n_folds = max(2, round(1 / fraction))
+    n_groups = frame[group_by].nunique()
+    if n_groups < n_folds:
+        raise UserError(f"config splits: {n_groups} {group_by} groups cannot be split into "
+                        f"folds of {fraction:g}; use more data or larger fractions")
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    _, held = next(folds.split(frame, frame["label"], frame[group_by]))
+    return frame.index[held]
+
+
+def make_split(manifest: pd.DataFrame, split_id: int, *, test_fraction: float,
+               val_fraction: float, group_by: str = "patient_id", seed: int = 0) -> pd.DataFrame:
+    """The ok images of the manifest -> DataFrame(image_id, subset), grouped and stratified."""
+    frame = manifest[manifest["status"] == "ok"].reset_index(drop=True)
+    if group_by not in frame.columns:
+        raise UserError(f"config splits.group_by: {group_by!r} is not a manifest column")
+    frame = frame.assign(subset="train")
+    test = _take_fold(frame, test_fraction, group_by, seed + split_id)
+    frame.loc[test, "subset"] = "test"
+    rest = frame[frame["subset"] == "train"]
+    val = _take_fold(rest, val_fraction / (1 - test_fraction), group_by, seed + split_id + 10_000)
+    frame.loc[val, "subset"] = "val"
+    split = frame[["image_id", "subset"]]
+    check_split(split, manifest, group_by)
+    return split
+
+
+def check_split(split: pd.DataFrame, manifest: pd.DataFrame, group_by: str = "patient_id") -> None:
+    """Raise UserError if a group is in two subsets or a subset lacks a label."""
+    frame = split.merge(manifest[["image_id", group_by, "label"]], on="image_id", how="left")
+    shared = frame.groupby(group_by)["subset"].nunique()
+    shared = shared[shared > 1]
+    if len(shared):
+        raise UserError(f"split leaks: {len(shared)} {group_by}(s) in more than one subset, "
+                        f"e.g. {shared.index[0]}")
+    labels = set(manifest.loc[manifest["status"] == "ok", "label"])
+    for subset in SUBSETS:
+        missing = labels - set(frame.loc[frame["subset"] == subset, "label"])
+        if missing:
+            raise UserError(f"split: the {subset} subset has no image labelled "
+                            f"{', '.join(sorted(missing))}; use more data or other fractions")

@@ -1,0 +1,146 @@
+"""Patient-grouped, label-stratified splits and the leak check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mammosynth.errors import UserError
+from mammosynth.splits import SUBSETS, check_split, make_split
+
+FRACTIONS = {"test_fraction": 0.2, "val_fraction": 0.1}
+
+
+def synthetic_manifest(patients: int = 60, seed: int = 0, rejected: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(patients):
+        pid = f"pat{p:03d}"
+        for k in range(int(rng.integers(1, 5))):
+            rows.append({"image_id": f"img{p:03d}_{k}", "patient_id": pid,
+                         "label": "normal" if rng.random() < 0.2 else "abnormal",
+                         "status": "ok", "reason": ""})
+    for r in range(rejected):
+        # rejected rows may share a patient with ok rows and have no label
+        rows.append({"image_id": f"bad{r}", "patient_id": f"pat{r:03d}", "label": "",
+                     "status": "rejected", "reason": "file is empty (0 bytes)"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    m = synthetic_manifest()
+    ok = m[m["status"] == "ok"]
+    assert set(ok["label"]) == {"normal", "abnormal"}
+    assert 0.1 < (ok["label"] == "normal").mean() < 0.3
+    return m
+
+
+@pytest.fixture(scope="module")
+def splits(manifest):
+    return {s: make_split(manifest, s, seed=0, **FRACTIONS) for s in range(4)}
+
+
+def test_split_partitions_the_ok_images(manifest, splits):
+    ok_ids = set(manifest.loc[manifest["status"] == "ok", "image_id"])
+    for s, split in splits.items():
+        assert list(split.columns) == ["image_id", "subset"]
+        assert split["image_id"].is_unique
+        assert set(split["image_id"]) == ok_ids, s
+        assert not split["image_id"].str.startswith("bad").any()
+        assert set(split["subset"]) == set(SUBSETS)
+
+
+def test_no_patient_in_two_subsets(manifest, splits):
+    for s, split in splits.items():
+        merged = split.merge(manifest[["image_id", "patient_id"]], on="image_id")
+        assert (merged.groupby("patient_id")["subset"].nunique() == 1).all(), s
+
+
+def test_every_label_in_every_subset(manifest, splits):
+    for s, split in splits.items():
+        merged = split.merge(manifest[["image_id", "label"]], on="image_id")
+        for subset in SUBSETS:
+            assert set(merged.loc[merged["subset"] == subset, "label"]) == {"normal", "abnormal"}
+
+
+def test_fractions_roughly_respected(splits):
+    for s, split in splits.items():
+        share = split["subset"].value_counts(normalize=True)
+        assert 0.1 <= share["test"] <= 0.3, (s, share.to_dict())
+        assert 0.03 <= share["val"] <= 0.2, (s, share.to_dict())
+        assert share["train"] >= 0.55, (s, share.to_dict())
+
+
+def test_split_is_deterministic(manifest, splits):
+    again = make_split(manifest, 2, seed=0, **FRACTIONS)
+    pd.testing.assert_frame_equal(again, splits[2])
+    # the manifest's row order of rejected rows does not matter; a copy gives the same split
+    pd.testing.assert_frame_equal(make_split(manifest.copy(), 2, seed=0, **FRACTIONS), splits[2])
+
+
+def test_different_split_ids_give_different_test_sets(splits):
+    tests = [frozenset(sp.loc[sp["subset"] == "test", "image_id"]) for sp in splits.values()]
+    assert len(set(tests)) == len(tests)
+    # and the seed shifts them too
+    assert splits[0]["subset"].tolist() != splits[1]["subset"].tolist()
+
+
+def test_seed_changes_the_split(manifest, splits):
+    other = make_split(manifest, 0, seed=1, **FRACTIONS)
+    assert set(other.loc[other["subset"] == "test", "image_id"]) != set(
+        splits[0].loc[splits[0]["subset"] == "test", "image_id"])
+
+
+def test_check_split_accepts_a_made_split(manifest, splits):
+    for split in splits.values():
+        check_split(split, manifest)  # no error
+
+
+def test_check_split_finds_a_planted_leak(manifest, splits):
+    split = splits[0].copy()
+    merged = split.merge(manifest[["image_id", "patient_id"]], on="image_id")
+    test_rows = merged[merged["subset"] == "test"]
+    sizes = test_rows.groupby("patient_id").size()
+    patient = sizes[sizes >= 2].index[0]
+    moved = test_rows.loc[test_rows["patient_id"] == patient, "image_id"].iloc[0]
+    split.loc[split["image_id"] == moved, "subset"] = "train"
+    with pytest.raises(UserError, match="leak") as err:
+        check_split(split, manifest)
+    assert patient in str(err.value)
+
+
+def test_check_split_finds_a_missing_label(manifest, splits):
+    split = splits[0].copy()
+    merged = split.merge(manifest[["image_id", "label"]], on="image_id")
+    # move every normal image out of val (to drop it entirely would also do)
+    normal_val = merged.loc[(merged["subset"] == "val") & (merged["label"] == "normal"), "image_id"]
+    split = split[~split["image_id"].isin(normal_val)]
+    with pytest.raises(UserError, match="val subset has no image labelled normal"):
+        check_split(split, manifest)
+
+
+def test_group_by_other_column(manifest):
+    m = manifest.assign(site=manifest["patient_id"].str[-1])  # 10 "sites"
+    split = make_split(m, 0, group_by="site", seed=0, test_fraction=0.2, val_fraction=0.2)
+    merged = split.merge(m[["image_id", "site"]], on="image_id")
+    assert (merged.groupby("site")["subset"].nunique() == 1).all()
+
+
+def test_unknown_group_column_is_a_user_error(manifest):
+    with pytest.raises(UserError, match="group_by"):
+        make_split(manifest, 0, group_by="hospital", **FRACTIONS)
+
+
+def test_too_few_patients_is_a_user_error():
+    small = synthetic_manifest(patients=3, rejected=0)
+    with pytest.raises(UserError, match="3 patient_id groups cannot be split"):
+        make_split(small, 0, **FRACTIONS)
+
+
+def test_too_few_patients_for_val_is_a_user_error():
+    # enough patients for 5 test folds, not for the 8 val folds carved from the other 4/5
+    m = synthetic_manifest(patients=8, rejected=0)
+    with pytest.raises(UserError, match="groups cannot be split into folds of 0.125"):
+        make_split(m, 0, **FRACTIONS)

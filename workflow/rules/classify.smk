@@ -1,0 +1,41 @@
+rule train_classifier:
+    input:
+        unpack(synthetic_shards),
+        manifest="results/data/manifest.csv",
+        split="results/splits/split{split}.csv",
+    output:
+        last="results/classifier/{arch}/synth{n}/split{split}/last.safetensors",
+        best="results/classifier/{arch}/synth{n}/split{split}/best.safetensors",
+        history="results/classifier/{arch}/synth{n}/split{split}/history.csv",
+    params:
+        classifier=config["classifier"],
+        labels=LABELS,
+        seed=lambda wc: config["seed"] + int(wc.split),
+    log:
+        "logs/train_classifier/{arch}/synth{n}/split{split}.log",
+    benchmark:
+        "benchmarks/train_classifier/{arch}/synth{n}/split{split}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule evaluate:
+    input:
+        weights="results/classifier/{arch}/synth{n}/split{split}/{ckpt}.safetensors",
+        manifest="results/data/manifest.csv",
+        split="results/splits/split{split}.csv",
+    output:
+        metrics="results/classifier/{arch}/synth{n}/split{split}/eval_{ckpt}.json",
+        predictions="results/classifier/{arch}/synth{n}/split{split}/predictions_{ckpt}.csv",
+    params:
+        labels=LABELS,
+    log:
+        "logs/evaluate/{arch}/synth{n}/split{split}/{ckpt}.log",
+    benchmark:
+        "benchmarks/evaluate/{arch}/synth{n}/split{split}/{ckpt}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,37 @@
+rule train_ddpm:
+    input:
+        manifest="results/data/manifest.csv",
+        split="results/splits/split{split}.csv",
+    output:
+        directory("results/ddpm/split{split}/{label}"),
+    params:
+        ddpm=config["ddpm"],
+        seed=lambda wc: config["seed"] + 1000 * int(wc.split) + LABELS.index(wc.label),
+        checkpoint="results/ddpm/split{split}/{label}.resume.pt",
+    log:
+        "logs/train_ddpm/split{split}/{label}.log",
+    benchmark:
+        "benchmarks/train_ddpm/split{split}/{label}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/train_ddpm.py"
+
+
+rule sample_shard:
+    input:
+        "results/ddpm/split{split}/{label}",
+    output:
+        directory("results/synthetic/split{split}/{label}/shard{shard}"),
+    params:
+        sampling=config["sampling"],
+        seed=config["seed"],
+        total=synthetic_per_label(),
+    log:
+        "logs/sample_shard/split{split}/{label}/shard{shard}.log",
+    benchmark:
+        "benchmarks/sample_shard/split{split}/{label}/shard{shard}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/sample_shard.py"
