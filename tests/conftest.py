@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mammosynth  # noqa: F401  installs the torchvision import fix before a test imports timm
+
 # The repository is <x>/main and the shared folder <x>/shared (CI clones shared/ beside the repo).
 INBREAST_CSV = Path(__file__).resolve().parents[2] / "shared/fixtures/inbreast/INbreast.csv"
 

@@ -1,7 +1,8 @@
 """Patient-grouped, label-stratified train / val / test splits, one per split id.
 
 Split `s` is drawn with seed `seed + s`: test first (StratifiedGroupKFold with 1/test_fraction
-folds, first fold), then val from the rest the same way. Every group (patient) lands in exactly one
+folds; the first fold that has every label, and leaves every label outside it), then val from the
+rest the same way. Every group (patient) lands in exactly one
 subset; `check_split` verifies it from the files rather than trusting the construction.
 """
 
@@ -22,8 +23,13 @@ def _take_fold(frame: pd.DataFrame, fraction: float, group_by: str, seed: int) -
         raise UserError(f"config splits: {n_groups} {group_by} groups cannot be split into "
                         f"folds of {fraction:g}; use more data or larger fractions")
     folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    _, held = next(folds.split(frame, frame["label"], frame[group_by]))
-    return frame.index[held]
+    labels = set(frame["label"])
+    candidates = list(folds.split(frame, frame["label"], frame[group_by]))
+    # The first fold that leaves every label on both sides (small classes can miss a fold).
+    for keep, held in candidates:
+        if set(frame["label"].iloc[held]) == labels == set(frame["label"].iloc[keep]):
+            return frame.index[held]
+    return frame.index[candidates[0][1]]
 
 
 def make_split(manifest: pd.DataFrame, split_id: int, *, test_fraction: float,

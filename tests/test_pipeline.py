@@ -1,0 +1,172 @@
+"""Integration: real `snakemake` runs of the whole DAG on a tiny phantom data set (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+MANIFEST_COLUMNS = ["image_id", "patient_id", "laterality", "view", "birads", "label", "status",
+                    "reason", "source", "image_path"]
+
+TINY = {
+    "seed": 3,
+    "dataset": {"format": "phantom", "root": "resources/phantom"},
+    "phantom": {"patients": 16, "height": 128, "width": 104},
+    "preprocess": {"size": 32},
+    "splits": {"ids": [0], "test_fraction": 0.25, "val_fraction": 0.2},
+    "ddpm": {"image_size": 16, "block_out_channels": [8, 16], "attention_levels": [False, True],
+             "layers_per_block": 1, "timesteps": 100, "steps": 12, "batch_size": 4,
+             "warmup_steps": 2, "log_every": 4, "checkpoint_every": 5},
+    "sampling": {"scheduler": "ddim", "steps": 4, "shard_size": 3, "batch_size": 2},
+    "scenarios": [0, 8],
+    "classifier": {"archs": ["mobilenetv3_small_050"], "image_size": 32, "batch_size": 8,
+                   "epochs": 2, "optimizer": "adam", "optimizer_args": {"amsgrad": True},
+                   "lr": 1e-3},
+}
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    write_config(workdir, TINY)
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir
+
+
+@pytest.mark.integration
+def test_every_stage_produces_its_contracted_files(demo_run):
+    w = demo_run
+    phantom = list((w / "resources/phantom/AllDICOMs").glob("*.dcm"))
+    manifest = pd.read_csv(w / "results/data/manifest.csv", dtype=str, keep_default_na=False)
+    assert list(manifest.columns[:10]) == MANIFEST_COLUMNS
+    assert len(manifest) == len(phantom) and (manifest["status"] == "ok").all()
+    for path in manifest["image_path"]:
+        with Image.open(w / path) as im:
+            assert im.size == (32, 32) and im.mode.startswith("I;16")
+
+    split = pd.read_csv(w / "results/splits/split0.csv", dtype=str)
+    assert set(split["subset"]) == {"train", "val", "test"}
+    merged = split.merge(manifest, on="image_id")
+    assert (merged.groupby("patient_id")["subset"].nunique() == 1).all()
+
+    from diffusers import DDPMPipeline
+
+    for label in ("normal", "abnormal"):
+        pipe = DDPMPipeline.from_pretrained(w / f"results/ddpm/split0/{label}")
+        assert pipe.unet.config.sample_size == 16
+        history = pd.read_csv(w / f"results/ddpm/split0/{label}/history.csv")
+        assert history["step"].iloc[-1] == 12
+        assert not (w / f"results/ddpm/split0/{label}.resume.pt").exists()
+        # 8 synthetic images / 2 labels = 4 per label, shards of 3: shard0 has 0-2, shard1 has 3.
+        index = pd.concat(pd.read_csv(w / f"results/synthetic/split0/{label}/shard{k}/index.csv")
+                          for k in (0, 1))
+        assert list(index["index"]) == [0, 1, 2, 3]
+
+    for n in (0, 8):
+        run = w / f"results/classifier/mobilenetv3_small_050/synth{n}/split0"
+        history = pd.read_csv(run / "history.csv")
+        assert list(history["epoch"]) == [1, 2]
+        for ckpt in ("last", "best"):
+            metrics = json.loads((run / f"eval_{ckpt}.json").read_text())
+            predictions = pd.read_csv(run / f"predictions_{ckpt}.csv")
+            test_ids = set(split.loc[split["subset"] == "test", "image_id"])
+            assert set(predictions["image_id"].astype(str)) == test_ids  # real test images only
+            assert metrics["n"] == len(test_ids)
+            recomputed = (predictions["y"] == predictions["pred"]).mean()
+            assert metrics["accuracy"] == pytest.approx(recomputed)
+            assert set(metrics["per_class"]) == {"normal", "abnormal"}
+
+    summary = pd.read_csv(w / "results/report/summary.csv")
+    assert len(summary) == 2 * 2  # scenarios x checkpoints
+    assert (w / "results/report/index.html").read_text().count("<table") >= 3
+    long = pd.read_csv(w / "results/report/metrics.csv")
+    row = long[(long["synth"] == 8) & (long["ckpt"] == "best")].iloc[0]
+    best = json.loads((w / "results/classifier/mobilenetv3_small_050/synth8/split0/"
+                       "eval_best.json").read_text())
+    assert row["accuracy"] == pytest.approx(best["accuracy"])
+
+
+@pytest.mark.integration
+def test_weights_load_back_with_timm(demo_run):
+    import timm
+    from safetensors.torch import load_file
+
+    path = demo_run / "results/classifier/mobilenetv3_small_050/synth8/split0/best.safetensors"
+    # num_classes goes in the overlay too: otherwise timm sees 1 != 1000 and drops the head.
+    model = timm.create_model("mobilenetv3_small_050", num_classes=1, in_chans=1, pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(path), num_classes=1))
+    saved = load_file(str(path))
+    for key, value in model.state_dict().items():
+        assert np.array_equal(value.numpy(), saved[key].numpy()), key
+
+
+@pytest.mark.integration
+def test_no_phi_in_any_output(demo_run):
+    # The phantom's DICOMs carry a fake name, birth date and patient id (datasets/phantom.py).
+    texts = [p for p in (demo_run / "results").rglob("*")
+             if p.is_file() and p.suffix in {".csv", ".json", ".md", ".html", ".txt"}]
+    texts += list((demo_run / "logs").rglob("*.log"))
+    assert texts
+    for path in texts:
+        content = path.read_text(errors="replace")
+        for phi in ("PHANTOM^JANE", "19600101", "PHI-"):
+            assert phi not in content, f"{phi} in {path}"
+
+
+@pytest.mark.integration
+def test_rerun_has_nothing_to_do(demo_run):
+    run = snakemake(demo_run, "-n")
+    assert run.returncode == 0
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+@pytest.mark.integration
+def test_inbreast_layout_folder_works_unchanged(tmp_path):
+    """Point dataset.format: inbreast at an INbreast-layout folder (the phantom, made apart)."""
+    from mammosynth.datasets.phantom import write_phantom
+
+    root = tmp_path / "INbreast Release 1.0"
+    table = write_phantom(root, patients=18, height=128, width=104, seed=5)
+    config = dict(TINY, dataset={"format": "inbreast", "root": str(root)})
+    write_config(tmp_path / "work", config)
+    run = snakemake(tmp_path / "work", "results/splits/split0.csv")
+    assert run.returncode == 0, run.stderr[-4000:]
+    manifest = pd.read_csv(tmp_path / "work/results/data/manifest.csv", dtype=str,
+                           keep_default_na=False)
+    assert len(manifest) == len(table) and (manifest["status"] == "ok").all()
+    assert set(manifest["view"]) <= {"CC", "MLO"}
+    assert set(manifest["patient_id"]) == set(table["patient_hash"])
+    counts = table["birads"].eq("1").sum()
+    assert (manifest["label"] == "normal").sum() == counts
+
+
+@pytest.mark.integration
+def test_config_typo_names_the_key(tmp_path):
+    write_config(tmp_path, dict(TINY, scenarois=[0]))
+    run = snakemake(tmp_path, "-n")
+    assert run.returncode != 0
+    assert "scenarois" in run.stdout + run.stderr
