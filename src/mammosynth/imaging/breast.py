@@ -1,6 +1,6 @@
 """Breast mask, crop, chest wall to the left, pad to square, anti-aliased resize.
 
-The mask is found on a block-averaged copy (longest side ~256 px): threshold at half Otsu's level
+The mask is found on a subsampled, lightly smoothed copy (longest side ~256 px): threshold at half Otsu's level
 (keeps the faint skin-line region), largest connected component (drops labels and markers),
 holes filled. The chest wall side comes from the metadata's laterality (R is flipped) and, when
 that is missing, from the image: the breast is widest at the chest wall.
@@ -17,11 +17,26 @@ from mammosynth.errors import ImageError
 MASK_SIDE = 256
 
 
-def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    if factor == 1:
-        return image
-    h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    return image[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+def grid(n: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices and cell edges of an n-pixel axis thinned by `factor`; mirroring the axis
+    mirrors both exactly (index i <-> n-1-i, edge e <-> n-e), so L and R images match."""
+    m = -(-n // factor)
+    centres = np.floor((np.arange(m) + 0.5) * n / m).astype(int)
+    edges = np.floor(np.arange(m + 1) * n / m + 0.5).astype(int)
+    half = m // 2
+    centres[m - half:] = n - 1 - centres[:half][::-1]
+    edges[m + 1 - half:] = n - edges[:half][::-1]
+    return centres, edges
+
+
+def thumbnail(image: np.ndarray, factor: int):
+    """A mask-finding copy, ~factor x smaller: one pixel per cell, 3x3-averaged (cheap, and the
+    same for an image and its mirror). Returns it with the row and column cell edges."""
+    (rows, row_edges), (cols, col_edges) = grid(image.shape[0], factor), grid(image.shape[1], factor)
+    small = image[rows][:, cols]
+    if factor > 1:
+        small = ndimage.uniform_filter(small, size=3, mode="nearest")
+    return small, row_edges, col_edges
 
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:
@@ -56,33 +71,39 @@ def chest_wall_side(mask: np.ndarray) -> str:
     return "L" if mask[:, :band].sum() >= mask[:, -band:].sum() else "R"
 
 
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Anti-aliased bilinear resize (torch; ~3x faster than Pillow on large float images)."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        x = torch.from_numpy(image)[None, None]
+        return F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                             align_corners=False)[0, 0].numpy()
+
+
 def preprocess_array(image: np.ndarray, laterality: str | None, size: int):
     """A [0, 1] mammogram -> (size x size uint16 with the chest wall on the left, info dict)."""
     factor = max(1, max(image.shape) // MASK_SIDE)
-    small = block_mean(image, factor)
+    small, row_edges, col_edges = thumbnail(image, factor)
     mask = breast_mask(small)
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     content_side = chest_wall_side(mask)
     side = laterality if laterality in ("L", "R") else content_side
-    # block_mean drops up to factor-1 trailing rows/columns: a mask touching the last block
-    # extends to the image edge (the chest wall of a right breast).
-    r1f = image.shape[0] if r1 == mask.shape[0] else r1 * factor
-    c1f = image.shape[1] if c1 == mask.shape[1] else c1 * factor
-    crop = image[r0 * factor:r1f, c0 * factor:c1f]
+    crop = image[row_edges[r0]:row_edges[r1], col_edges[c0]:col_edges[c1]]
     crop_mask = mask[r0:r1, c0:c1]
-    if side == "R":
-        crop, crop_mask = crop[:, ::-1], crop_mask[:, ::-1]
     h, w = crop.shape
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F").resize(
-        (nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    keep = Image.fromarray(np.ascontiguousarray(crop_mask, dtype=np.uint8) * 255).resize(
-        (nw, nh), Image.Resampling.NEAREST)
+    resized = resize(crop, nh, nw)
+    keep = np.asarray(Image.fromarray(crop_mask.astype(np.uint8) * 255).resize(
+        (nw, nh), Image.Resampling.NEAREST)) > 0
+    if side == "R":  # flip the small result, not the full-resolution crop
+        resized, keep = resized[:, ::-1], keep[:, ::-1]
     out = np.zeros((size, size), dtype=np.float32)
     top = (size - nh) // 2
-    out[top:top + nh, :nw] = np.asarray(resized) * (np.asarray(keep) > 0)
+    out[top:top + nh, :nw] = resized * keep
     info = {"orig_height": image.shape[0], "orig_width": image.shape[1],
             "flipped": side == "R", "laterality_from": "metadata" if laterality in ("L", "R")
             else "image", "chest_wall_seen": content_side}

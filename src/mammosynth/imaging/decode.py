@@ -66,10 +66,7 @@ def read_dicom(path: Path) -> np.ndarray:
     image = apply_modality_lut(pixels, ds) if rescaled else pixels
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         image = apply_voi_lut(image, ds, index=0)
-    image = image.astype(np.float32, copy=False)
-    if photometric == "MONOCHROME1":
-        image = image.max() + image.min() - image
-    return _unit_range(image)
+    return _unit_range(image, invert=photometric == "MONOCHROME1")
 
 
 def read_other(path: Path) -> np.ndarray:
@@ -86,14 +83,16 @@ def read_other(path: Path) -> np.ndarray:
     return _unit_range(image)
 
 
-def _unit_range(image: np.ndarray) -> np.ndarray:
+def _unit_range(image: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Scale by the values present to float32 [0, 1] (inverted for MONOCHROME1), in two passes."""
     if image.ndim != 2:
         raise ImageError(f"pixel array has shape {image.shape}; expected a 2-D image")
-    lo, hi = float(image.min()), float(image.max())
+    lo, hi = float(image.min()), float(image.max())  # on the stored dtype: cheap for integers
     if not np.isfinite(lo) or not np.isfinite(hi):
         raise ImageError("pixel values are not finite")
     if hi <= lo:
         raise ImageError(f"image is blank (every pixel is {lo:g})")
-    image = image - lo
-    image *= 1.0 / (hi - lo)
-    return image
+    scale = np.float32(1.0 / (hi - lo))
+    out = np.subtract(hi if invert else image, image if invert else lo, dtype=np.float32)
+    out *= scale
+    return out
