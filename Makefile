@@ -31,7 +31,7 @@ demo: install
 	time $(BIN)/snakemake --profile profiles/default
 
 test: install lint
-	$(BIN)/pytest -n 2 --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -38,6 +38,7 @@ def _has_op(name: str) -> bool:
 def register_missing_ops() -> list[str]:
     """Load torchvision's extension, or define the op schemas it would have; return those defined."""
     global _library
+    uninstall()  # find_spec below would otherwise run the hook, and so this, from inside itself
     spec = importlib.util.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
         return []
@@ -61,7 +62,6 @@ def register_missing_ops() -> list[str]:
 class _Hook(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname == "torchvision":
-            uninstall()
             register_missing_ops()
         return None  # let the normal finders import it
 

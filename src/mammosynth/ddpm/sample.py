@@ -57,6 +57,10 @@ def sample_shard(pipeline_dir: str | Path, out_dir: str | Path, *, seed: int, sp
     pipeline_dir, out_dir = Path(pipeline_dir), Path(out_dir)
     unet = UNet2DModel.from_pretrained(pipeline_dir, subfolder="unet").eval()
     sched = load_scheduler(pipeline_dir, scheduler)
+    trained = sched.config.num_train_timesteps
+    if not 1 <= steps <= trained:
+        raise UserError(f"config sampling.steps: {steps} is more than the {trained} timesteps the "
+                        f"DDPM was trained with (ddpm.timesteps); use at most {trained}")
     size = unet.config.sample_size
     digest = model_hash(pipeline_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

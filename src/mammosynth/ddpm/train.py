@@ -88,7 +88,7 @@ def train_ddpm(image_paths: list[str], out_dir: str | Path, cfg: dict, *, seed: 
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg["warmup_steps"], cfg["steps"])
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
-    step = 0
+    step, losses = 0, []
     checkpoint = Path(checkpoint)
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
@@ -98,13 +98,13 @@ def train_ddpm(image_paths: list[str], out_dir: str | Path, cfg: dict, *, seed: 
         lr_schedule.load_state_dict(state["lr_schedule"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        step, history = state["step"], state["history"]
+        step, history, losses = state["step"], state["history"], state["pending_losses"]
         log.info("resumed from %s at step %d", checkpoint, step)
 
     log.info("training on %d images, %d steps, batch %d, %.2f M parameters", len(data),
              cfg["steps"], cfg["batch_size"], sum(p.numel() for p in unet.parameters()) / 1e6)
     unet.train()
-    losses, tick = [], time.perf_counter()
+    tick, timed = time.perf_counter(), 0
     while step < cfg["steps"]:
         index = torch.randint(0, len(data), (cfg["batch_size"],), generator=generator)
         clean = data[index]
@@ -120,19 +120,21 @@ def train_ddpm(image_paths: list[str], out_dir: str | Path, cfg: dict, *, seed: 
         ema.step(unet.parameters())
         step += 1
         losses.append(loss.item())
+        timed += 1
         if step % cfg["log_every"] == 0 or step == cfg["steps"]:
             seconds = time.perf_counter() - tick
             history.append({"step": step, "loss": float(np.mean(losses)),
                             "lr": lr_schedule.get_last_lr()[0],
-                            "images_per_s": len(losses) * cfg["batch_size"] / seconds})
+                            "images_per_s": timed * cfg["batch_size"] / seconds})
             log.info("step %d/%d loss %.4f", step, cfg["steps"], history[-1]["loss"])
-            losses, tick = [], time.perf_counter()
+            losses, tick, timed = [], time.perf_counter(), 0
         if step % cfg["checkpoint_every"] == 0 and step < cfg["steps"]:
             _save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(),
                           "optimizer": optimizer.state_dict(),
                           "lr_schedule": lr_schedule.state_dict(),
                           "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                          "step": step, "history": history}, checkpoint)
+                          "step": step, "history": history, "pending_losses": losses},
+                         checkpoint)
 
     ema.copy_to(unet.parameters())
     out_dir = Path(out_dir)
