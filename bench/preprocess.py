@@ -25,7 +25,7 @@ N, SIZE = 8, 256
 
 def naive(path: Path) -> np.ndarray:
     pixels = pydicom.dcmread(path).pixel_array.astype(np.float32)
-    return np.asarray(Image.fromarray(pixels, mode="F").resize((SIZE, SIZE),
+    return np.asarray(Image.fromarray(pixels).resize((SIZE, SIZE),
                                                                Image.Resampling.LANCZOS))
 
 

@@ -17,6 +17,18 @@ INBREAST_CSV = Path(__file__).resolve().parents[2] / "shared/fixtures/inbreast/I
 MG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and under `pytest -n 2` (two workers, two cores)
+    more torch threads than cores make every test crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def inbreast_csv() -> Path:
     if not INBREAST_CSV.is_file():

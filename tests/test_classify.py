@@ -24,16 +24,6 @@ from mammosynth.imaging.png import write_png
 LABELS = ["normal", "abnormal"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and under `pytest -n 2` (two workers, two cores)
-    more torch threads than cores make every test crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------- compose
 
 

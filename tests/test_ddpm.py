@@ -30,16 +30,6 @@ WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 INDEX_COLUMNS = ["image", "index", "seed", "scheduler", "steps", "model_hash"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and under `pytest -n 2` (two workers, two cores)
-    more torch threads than cores make every test crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def ddpm_cfg(**overrides) -> dict:
     """Every key train_ddpm reads, tiny values."""
     cfg = dict(image_size=16, block_out_channels=[8, 16], attention_levels=[False, True],

@@ -7,13 +7,11 @@ Synthetic images only ever join the training subset; validation and test stay re
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from mammosynth.errors import UserError
-from mammosynth.imaging.png import read_png
+from mammosynth.imaging.png import read_pngs
 
 
 def per_label(n: int, labels: list[str]) -> int:
@@ -49,10 +47,4 @@ def compose(manifest: pd.DataFrame, split: pd.DataFrame, synthetic: dict[str, li
 
 def load_tensor(paths, size: int) -> torch.Tensor:
     """PNG files -> (N, 1, size, size) float32 in [0, 1]."""
-    out = np.empty((len(paths), 1, size, size), dtype=np.float32)
-    for i, path in enumerate(paths):
-        image = Image.fromarray(read_png(path), mode="F")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        out[i, 0] = np.asarray(image)
-    return torch.from_numpy(out)
+    return torch.from_numpy(read_pngs(list(paths), size))

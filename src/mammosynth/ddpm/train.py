@@ -19,23 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from mammosynth.errors import UserError
-from mammosynth.imaging.png import read_png
+from mammosynth.imaging.png import read_pngs
 
 log = logging.getLogger(__name__)
 
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
     """PNG files -> (N, 1, size, size) float tensor in [-1, 1]."""
-    out = np.empty((len(paths), 1, size, size), dtype=np.float32)
-    for i, path in enumerate(paths):
-        image = Image.fromarray(read_png(path), mode="F")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        out[i, 0] = np.asarray(image)
-    return torch.from_numpy(out * 2.0 - 1.0)
+    return torch.from_numpy(read_pngs(paths, size) * 2.0 - 1.0)
 
 
 def build_unet(cfg: dict):

@@ -24,3 +24,15 @@ def read_png(path: str | Path) -> np.ndarray:
     with Image.open(path) as im:
         scale = 65535.0 if im.mode.startswith("I") else 255.0
         return np.asarray(im, dtype=np.float32) / scale
+
+
+def read_pngs(paths, size: int) -> np.ndarray:
+    """PNG files -> (N, 1, size, size) float32 in [0, 1], resized (anti-aliased) where needed."""
+    out = np.empty((len(paths), 1, size, size), dtype=np.float32)
+    for i, path in enumerate(paths):
+        image = read_png(path)
+        if image.shape != (size, size):
+            image = np.asarray(Image.fromarray(image).resize(
+                (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+        out[i, 0] = image
+    return out
