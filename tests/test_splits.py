@@ -144,3 +144,15 @@ def test_too_few_patients_for_val_is_a_user_error():
     m = synthetic_manifest(patients=8, rejected=0)
     with pytest.raises(UserError, match="groups cannot be split into folds of 0.125"):
         make_split(m, 0, **FRACTIONS)
+
+
+def test_images_of_selects_one_subset_and_label():
+    from mammosynth.splits import images_of
+
+    manifest = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "label": ["n", "x", "n", "n"],
+                             "image_path": ["pa", "pb", "pc", "pd"]})
+    split = pd.DataFrame({"image_id": ["d", "a", "b", "c"],
+                          "subset": ["train", "train", "train", "test"]})
+    assert images_of(manifest, split, "train", "n") == ["pd", "pa"]
+    assert images_of(manifest, split, "train") == ["pd", "pa", "pb"]
+    assert images_of(manifest, split, "test", "x") == []

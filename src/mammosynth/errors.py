@@ -27,20 +27,12 @@ def job(log_path: str | None = None, threads: int | None = None):
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if threads:
-        import os
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(threads))
-        if "torch" in sys.modules or _torch_importable():
-            import torch
-            torch.set_num_threads(threads)
+    if threads:  # the steps that take `threads` run torch
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         yield logging.getLogger("mammosynth")
     except UserError as e:
         logging.getLogger("mammosynth").error("%s", e)
         sys.exit(1)
-
-
-def _torch_importable() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("torch") is not None

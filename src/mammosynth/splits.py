@@ -63,3 +63,12 @@ def check_split(split: pd.DataFrame, manifest: pd.DataFrame, group_by: str = "pa
         if missing:
             raise UserError(f"split: the {subset} subset has no image labelled "
                             f"{', '.join(sorted(missing))}; use more data or other fractions")
+
+
+def images_of(manifest: pd.DataFrame, split: pd.DataFrame, subset: str,
+              label: str | None = None) -> list[str]:
+    """Preprocessed image paths of one subset of a split (optionally one label), in split order."""
+    frame = split[split["subset"] == subset].merge(manifest, on="image_id")
+    if label is not None:
+        frame = frame[frame["label"] == label]
+    return frame["image_path"].tolist()
