@@ -38,6 +38,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/ddpm.py
 
 clean:
 	rm -rf results logs benchmarks resources/phantom .snakemake

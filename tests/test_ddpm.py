@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import mammosynth.ddpm.train as ddpm_train
-from mammosynth.ddpm.sample import (SCHEDULERS, image_seed, load_scheduler, model_hash, n_shards,
+from mammosynth.ddpm.sample import (SCHEDULERS, image_seed, make_scheduler, model_hash, n_shards,
                                     read_shards, sample_shard, shard_range)
 from mammosynth.ddpm.train import load_images, train_ddpm
 from mammosynth.errors import UserError
@@ -296,6 +296,19 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scheduler, steps", [("ddim", 3), ("ddpm", 5)])
+def test_images_are_bit_identical_whatever_the_shard_size(tmp_path, trained, scheduler, steps):
+    # shard sizes that are multiples of the batch size: batches align, images are identical
+    kw = dict(seed=0, split=1, label="normal", scheduler=scheduler, steps=steps, batch_size=2)
+    sample_shard(trained, tmp_path / "whole", start=0, count=8, **kw)
+    for start in (0, 4):
+        sample_shard(trained, tmp_path / f"s{start}", start=start, count=4, **kw)
+    whole = read_shards([tmp_path / "whole"])
+    parts = read_shards([tmp_path / "s0", tmp_path / "s4"])
+    for (i, a), (j, b) in zip(whole, parts):
+        assert i == j and np.array_equal(_pixels(a), _pixels(b)), i
+
+
+@pytest.mark.parametrize("scheduler, steps", [("ddim", 3), ("ddpm", 5)])
 def test_images_do_not_depend_on_shard_or_batch_size(tmp_path, trained, scheduler, steps):
     kw = dict(seed=0, split=1, label="normal", scheduler=scheduler, steps=steps)
     sample_shard(trained, tmp_path / "whole", start=0, count=6, batch_size=4, **kw)
@@ -351,13 +364,14 @@ def test_dpmsolver_runs_and_unknown_scheduler_is_a_user_error(tmp_path, trained)
         pixels = read_png(tmp_path / "dpm" / r["image"])
         assert pixels.shape == (16, 16) and np.isfinite(pixels).all()
 
-    from diffusers import DPMSolverMultistepScheduler
-    sched = load_scheduler(trained, "dpmsolver++")
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+    base = DDPMScheduler.from_pretrained(trained, subfolder="scheduler").config
+    sched = make_scheduler(base, "dpmsolver++", 3)
     assert isinstance(sched, DPMSolverMultistepScheduler)
     assert sched.config.algorithm_type == "dpmsolver++"
 
     with pytest.raises(UserError, match="not one of"):
-        load_scheduler(trained, "euler")
+        make_scheduler(base, "euler", 3)
     with pytest.raises(UserError):
         sample_shard(trained, tmp_path / "bad", seed=0, split=0, label="normal", start=0,
                      count=1, scheduler="euler", steps=3, batch_size=1)
@@ -410,3 +424,28 @@ def test_read_shards_sorts_and_checks(tmp_path):
     dup = _fake_shard(tmp_path / "dup", [2, 3, 4, 5])
     with pytest.raises(UserError):
         read_shards([b, dup])
+
+
+def test_saved_weights_are_the_ema_weights(tmp_path):
+    """ema_decay 0 makes the EMA equal the raw weights; any other decay must change what is saved
+    (training itself is the same: EMA does not feed back)."""
+    paths = write_images(tmp_path / "img")
+    train_ddpm(paths, tmp_path / "raw", ddpm_cfg(ema_decay=0.0), seed=1,
+               checkpoint=tmp_path / "raw.pt")
+    train_ddpm(paths, tmp_path / "ema", ddpm_cfg(ema_decay=0.9), seed=1,
+               checkpoint=tmp_path / "ema.pt")
+    raw, ema = weights(tmp_path / "raw"), weights(tmp_path / "ema")
+    assert [r["loss"] for r in read_history(tmp_path / "raw")] == \
+        [r["loss"] for r in read_history(tmp_path / "ema")]
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw)
+
+
+def test_gradient_accumulation_and_sample_grid(tmp_path):
+    paths = write_images(tmp_path / "img")
+    train_ddpm(paths, tmp_path / "m", ddpm_cfg(grad_accum=2, grid_images=5, grid_steps=3),
+               seed=0, checkpoint=tmp_path / "m.pt")
+    history = read_history(tmp_path / "m")
+    assert [int(r["step"]) for r in history] == [2, 4, 6]
+    grid = read_png(tmp_path / "m/samples.png")
+    assert grid.shape == (2 * 16, 3 * 16)  # 5 images on a 3-column grid
+    assert grid[:, :32].std() > 0 and np.all(grid[16:, 32:] == 0)  # the 6th cell stays empty

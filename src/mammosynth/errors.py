@@ -17,16 +17,15 @@ class ImageError(UserError):
 
 @contextlib.contextmanager
 def job(log_path: str | None = None, threads: int | None = None):
-    """Run one pipeline step: log to `log_path` and stderr, set torch's threads, report UserErrors.
-
-    A UserError ends the step with one line naming the problem (and exit code 1); any other
-    exception is a bug and keeps its traceback.
+    """Run one pipeline step: stderr (logging, progress bars, warnings, tracebacks) goes to
+    `log_path`; torch gets `threads`; a UserError ends the step with one line naming the problem
+    (in the log and on the console, exit code 1); any other exception is a bug and keeps its
+    traceback (in the log).
     """
-    handlers = [logging.StreamHandler(sys.stderr)]
     if log_path:
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        sys.stderr = open(log_path, "w", buffering=1)
+    logging.basicConfig(level=logging.INFO, handlers=[logging.StreamHandler(sys.stderr)],
+                        force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if threads:  # the steps that take `threads` run torch
         import torch
 
@@ -35,4 +34,6 @@ def job(log_path: str | None = None, threads: int | None = None):
         yield logging.getLogger("mammosynth")
     except UserError as e:
         logging.getLogger("mammosynth").error("%s", e)
+        if sys.stderr is not sys.__stderr__:
+            print(f"ERROR: {e}", file=sys.__stderr__)
         sys.exit(1)
