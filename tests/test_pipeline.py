@@ -27,7 +27,9 @@ TINY = {
     "splits": {"ids": [0], "test_fraction": 0.25, "val_fraction": 0.2},
     "ddpm": {"image_size": 16, "block_out_channels": [8, 16], "attention_levels": [False, True],
              "layers_per_block": 1, "timesteps": 100, "steps": 12, "batch_size": 4,
-             "warmup_steps": 2, "log_every": 4, "checkpoint_every": 5},
+             "warmup_steps": 2, "log_every": 4, "checkpoint_every": 5, "grid_images": 4,
+             "grid_steps": 3},
+    "quality": {"size": 32},
     "sampling": {"scheduler": "ddim", "steps": 4, "shard_size": 3, "batch_size": 2},
     "scenarios": [0, 8],
     "classifier": {"archs": ["mobilenetv3_small_050"], "image_size": 32, "batch_size": 8,
@@ -99,6 +101,15 @@ def test_every_stage_produces_its_contracted_files(demo_run):
             recomputed = (predictions["y"] == predictions["pred"]).mean()
             assert metrics["accuracy"] == pytest.approx(recomputed)
             assert set(metrics["per_class"]) == {"normal", "abnormal"}
+
+    for label in ("normal", "abnormal"):
+        quality = json.loads((w / f"results/quality/split0/{label}.json").read_text())
+        assert quality["n_synthetic"] == 4 and quality["label"] == label
+        assert len(quality["memorization"]["per_image"]) == 4
+        assert (w / f"results/quality/split0/{label}_pairs.png").stat().st_size > 1000
+        samples = Image.open(w / f"results/ddpm/split0/{label}/samples.png")
+        assert samples.mode.startswith("I;16")
+    assert len(pd.read_csv(w / "results/report/quality.csv")) == 2
 
     summary = pd.read_csv(w / "results/report/summary.csv")
     assert len(summary) == 2 * 2  # scenarios x checkpoints

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from mammosynth.classify.evaluate import compute_metrics
-from mammosynth.report.tables import (METRICS, collect, data_table, flatten, markdown, summarize,
+from mammosynth.report.tables import (METRICS, QUALITY_COLUMNS, collect, data_table, flatten,
+                                      markdown, summarize,
                                       write_report)
 
 LABELS = ["normal", "abnormal"]
@@ -190,6 +191,8 @@ def test_write_report(tmp_path, evals):
     out = tmp_path / "report"
     write_report(out, long, data, manifest, "rigorous <&>")
     names = {p.name for p in out.iterdir()}
+    assert list(pd.read_csv(out / "quality.csv").columns) == QUALITY_COLUMNS  # empty, typed
+    names.discard("quality.csv")
     assert names == {"metrics.csv", "summary.csv", "summary.md", "data.csv", "rejected.csv",
                      "index.html"}
 
@@ -214,8 +217,26 @@ def test_write_report(tmp_path, evals):
     assert page.count("<table") == 3
     # each section is followed by its own table
     sections = page.split("<h2>")[1:]
-    assert all("<table" in s for s in sections)
+    assert all("<table" in s for s in sections if not s.startswith("Synthetic images"))
+    assert "No synthetic images in this run" in sections[-1]  # no quality audits were given
     assert "rigorous &lt;&amp;&gt;" in page
     assert "2 input(s) rejected" in page
     assert f"{expected.loc[0, 'accuracy_mean']:.3f}" in page
     assert not any(p.name.startswith(".") for p in out.iterdir())  # no temporary files left
+
+
+def test_quality_table_from_audit_json(tmp_path):
+    from mammosynth.report.tables import quality_table
+
+    q = {"split": 0, "label": "normal", "n_synthetic": 4, "n_real": 9,
+         "memorization": {"near_copies": 1, "nn_ncc": {"median": 0.5, "max": 0.97},
+                          "real_nn_ncc": {"median": 0.6}},
+         "diversity": {"ms_ssim_synthetic": 0.3, "ms_ssim_real": 0.2},
+         "intensity": {"wasserstein": 0.01}, "fid": {"computed": False}}
+    path = tmp_path / "normal.json"
+    path.write_text(json.dumps(q))
+    table = quality_table([str(path)])
+    assert list(table.columns) == QUALITY_COLUMNS
+    row = table.iloc[0]
+    assert (row["near_copies"], row["nn_ncc_max"], row["real"]) == (1, 0.97, 9)
+    assert pd.isna(row["fid"])

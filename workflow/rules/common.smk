@@ -59,6 +59,24 @@ def synthetic_shards(wildcards):
     }
 
 
+def quality_inputs(wildcards):
+    """All synthetic shards of one split and label: the set the quality audit looks at."""
+    return {
+        "shards": expand(
+            "results/synthetic/split{split}/{label}/shard{shard}",
+            split=wildcards.split,
+            label=wildcards.label,
+            shard=shards_for(max(SCENARIOS)),
+        )
+    }
+
+
+def quality_reports():
+    if max(SCENARIOS) == 0:
+        return []
+    return expand("results/quality/split{split}/{label}.json", split=SPLITS, label=LABELS)
+
+
 # One evaluation per arch x scenario x split x checkpoint: the report's rows.
 GRID = [
     dict(arch=a, synth=n, split=s, ckpt=c)

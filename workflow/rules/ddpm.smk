@@ -35,3 +35,36 @@ rule sample_shard:
         ENV
     script:
         "../scripts/sample_shard.py"
+
+
+rule quality:
+    input:
+        unpack(quality_inputs),
+        manifest="results/data/manifest.csv",
+        split="results/splits/split{split}.csv",
+    output:
+        json="results/quality/split{split}/{label}.json",
+        pairs=report(
+            "results/quality/split{split}/{label}_pairs.png",
+            caption="../report/quality_pairs.rst",
+            category="Synthetic quality",
+            subcategory="split {split}",
+            labels={"label": "{label}", "figure": "closest pairs"},
+        ),
+        nn=report(
+            "results/quality/split{split}/{label}_nn.png",
+            caption="../report/quality_nn.rst",
+            category="Synthetic quality",
+            subcategory="split {split}",
+            labels={"label": "{label}", "figure": "nearest-neighbour similarity"},
+        ),
+    params:
+        quality=config["quality"],
+    log:
+        "logs/quality/split{split}/{label}.log",
+    benchmark:
+        "benchmarks/quality/split{split}/{label}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/quality.py"

@@ -1,6 +1,7 @@
 rule report:
     input:
         evals=evaluations(),
+        quality=quality_reports(),
         manifest="results/data/manifest.csv",
         splits=expand("results/splits/split{split}.csv", split=SPLITS),
     output:

@@ -68,6 +68,29 @@ def data_table(manifest: pd.DataFrame, splits: dict[int, pd.DataFrame]) -> pd.Da
     return pd.DataFrame(rows)
 
 
+QUALITY_COLUMNS = ["split", "label", "synthetic", "real", "near_copies", "nn_ncc_median",
+                   "nn_ncc_max", "real_nn_ncc_median", "ms_ssim_synthetic", "ms_ssim_real",
+                   "intensity_wasserstein", "fid"]
+
+
+def quality_table(paths: list[str]) -> pd.DataFrame:
+    """One row per split x label from the quality audit JSONs."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            q = json.load(f)
+        mem, div = q["memorization"], q["diversity"]
+        rows.append({"split": q["split"], "label": q["label"], "synthetic": q["n_synthetic"],
+                     "real": q["n_real"], "near_copies": mem["near_copies"],
+                     "nn_ncc_median": mem["nn_ncc"]["median"], "nn_ncc_max": mem["nn_ncc"]["max"],
+                     "real_nn_ncc_median": mem["real_nn_ncc"]["median"],
+                     "ms_ssim_synthetic": div["ms_ssim_synthetic"],
+                     "ms_ssim_real": div["ms_ssim_real"],
+                     "intensity_wasserstein": q["intensity"]["wasserstein"],
+                     "fid": q["fid"].get("fid")})
+    return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -75,7 +98,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
-                 manifest: pd.DataFrame, protocol: str) -> None:
+                 manifest: pd.DataFrame, protocol: str,
+                 quality: pd.DataFrame | None = None) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(long)
@@ -85,6 +109,8 @@ def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
     data.to_csv(out_dir / "data.csv", index=False)
     rejected = manifest[manifest["status"] == "rejected"][["image_id", "source", "reason"]]
     rejected.to_csv(out_dir / "rejected.csv", index=False)
+    quality = pd.DataFrame(columns=QUALITY_COLUMNS) if quality is None else quality
+    quality.to_csv(out_dir / "quality.csv", index=False)
     counts = manifest.groupby(["status", "label"], dropna=False).size().rename("inputs")
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
@@ -99,5 +125,12 @@ def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
         data.pivot_table(index=["split", "subset"], columns="label", values="images",
                          fill_value=0).to_html(),
         "<h2>Test metrics</h2>", summary.to_html(index=False, float_format="%.3f"),
+        "<h2>Synthetic images: quality and memorization</h2>",
+        "<p>nn_ncc: each synthetic image's normalised cross-correlation with its nearest real "
+        "training image; real_nn_ncc: the same for real images among themselves; near_copies: "
+        "synthetic images above the threshold. MS-SSIM: mean pairwise similarity (lower = more "
+        "diverse).</p>",
+        quality.to_html(index=False, float_format="%.3f") if len(quality) else
+        "<p>No synthetic images in this run.</p>",
         "</body></html>"]
     _write(out_dir / "index.html", "\n".join(page))

@@ -1,0 +1,222 @@
+"""mammosynth.quality.audit: intensity, diversity, memorisation (NCC), figures, FID/KID."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from mammosynth.errors import UserError
+from mammosynth.imaging.png import write_png
+from mammosynth.quality import _pairs, audit, ms_ssim_scales
+
+
+def blob(seed: int, size: int = 64) -> np.ndarray:
+    """A smooth random image in [0, 1] (Gaussian-filtered noise, min-max scaled)."""
+    a = gaussian_filter(np.random.default_rng(seed).random((size, size)), 4)
+    return (a - a.min()) / (a.max() - a.min())
+
+
+def write_set(folder: Path, name: str, images) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, image in enumerate(images):
+        path = folder / f"{name}_{k:03d}.png"
+        write_png(path, np.clip(image, 0.0, 1.0))
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    """12 real and 10 unrelated synthetic blobs, plus a near copy of real #3."""
+    root = tmp_path_factory.mktemp("quality")
+    real = write_set(root / "real", "real", [blob(i) for i in range(12)])
+    synthetic = write_set(root / "syn", "syn", [blob(1000 + i) for i in range(10)])
+    noisy = blob(3) + np.random.default_rng(7).normal(0.0, 0.01, (64, 64))
+    copy = write_set(root / "copy", "copy", [noisy])
+    return {"root": root, "real": real, "synthetic": synthetic, "copy": copy}
+
+
+@pytest.fixture(scope="module")
+def base_result(sets):
+    return audit(sets["real"], sets["synthetic"])
+
+
+def test_fields_ranges_and_json(sets, base_result):
+    r = base_result
+    json.dumps(r, allow_nan=False)
+    assert (r["n_real"], r["n_synthetic"], r["size"]) == (12, 10, 64)
+
+    inten = r["intensity"]
+    assert inten["wasserstein"] >= 0.0
+    assert 0.0 <= inten["histogram_intersection"] <= 1.0
+    for side in ("real", "synthetic"):
+        assert 0.0 <= inten[side]["mean"] <= 1.0 and inten[side]["std"] > 0.0
+
+    div = r["diversity"]
+    assert div["scales"] == 3 and div["kernel_size"] == 11
+    assert math.isclose(sum(div["betas"]), 1.0)
+    assert div["pairs"] == {"synthetic": 45, "real": 66}  # all pairs: fewer than 500
+    assert 0.0 <= div["ms_ssim_synthetic"] <= 1.0 and 0.0 <= div["ms_ssim_real"] <= 1.0
+
+    mem = r["memorization"]
+    for key in ("nn_ncc", "real_nn_ncc"):
+        s = mem[key]
+        assert set(s) == {"mean", "median", "p95", "max"}
+        assert -1.0 <= s["mean"] <= s["max"] <= 1.0 and s["median"] <= s["p95"] <= s["max"]
+    assert mem["near_copy_threshold"] == 0.95
+    assert len(mem["closest"]) == 8
+    nccs = [c["ncc"] for c in mem["closest"]]
+    assert nccs == sorted(nccs, reverse=True) and nccs[0] == mem["nn_ncc"]["max"]
+    assert all(c["synthetic"] in sets["synthetic"] and c["real"] in sets["real"]
+               for c in mem["closest"])
+    assert [p["synthetic"] for p in mem["per_image"]] == sets["synthetic"]
+    assert all(p["nearest_real"] in sets["real"] for p in mem["per_image"])
+    assert [p["real"] for p in mem["real_per_image"]] == sets["real"]
+    assert all(p["nearest_other_real"] != p["real"] for p in mem["real_per_image"])
+    assert r["fid"] == {"computed": False, "reason": "quality.fid is off"}
+
+
+def test_planted_near_copy_is_found(sets, base_result):
+    assert base_result["memorization"]["near_copies"] == 0
+    assert base_result["memorization"]["near_copy_fraction"] == 0.0
+
+    r = audit(sets["real"], sets["synthetic"] + sets["copy"])
+    mem = r["memorization"]
+    assert mem["near_copies"] >= 1
+    assert math.isclose(mem["near_copy_fraction"], mem["near_copies"] / 11)
+    top = mem["closest"][0]
+    assert top["synthetic"] == sets["copy"][0]
+    assert top["real"] == sets["real"][3] and top["ncc"] > 0.95
+    # the copy is far closer to its source than real images are to each other
+    assert top["ncc"] > mem["real_nn_ncc"]["max"]
+
+
+def test_deterministic(sets, base_result):
+    assert audit(sets["real"], sets["synthetic"]) == base_result
+
+
+def test_collapsed_generator_has_high_ms_ssim(sets):
+    same = write_set(sets["root"] / "collapsed", "same", [blob(500)] * 8)
+    div = audit(sets["real"], same)["diversity"]
+    assert div["ms_ssim_synthetic"] == pytest.approx(1.0, abs=1e-4)
+    assert div["ms_ssim_synthetic"] > div["ms_ssim_real"] + 0.2
+
+
+def test_intensity_distances(sets):
+    same = audit(sets["real"], sets["real"])["intensity"]
+    assert same["wasserstein"] == pytest.approx(0.0, abs=1e-9)
+    assert same["histogram_intersection"] == pytest.approx(1.0)
+    assert same["real"] == same["synthetic"]
+
+    bright = write_set(sets["root"] / "bright", "bright",
+                       [np.clip(blob(i) * 0.8 + 0.2, 0, 1) for i in range(12)])
+    shifted = audit(sets["real"], bright)["intensity"]
+    assert shifted["wasserstein"] > 0.05
+    assert shifted["histogram_intersection"] < 0.9
+    assert shifted["synthetic"]["mean"] > shifted["real"]["mean"] + 0.05
+
+
+def test_figures_written_only_when_asked(sets, tmp_path):
+    audit(sets["real"], sets["synthetic"])
+    assert not list(tmp_path.iterdir())
+
+    prefix = tmp_path / "figs" / "label_A"
+    audit(sets["real"], sets["synthetic"] + sets["copy"], figure_prefix=prefix)
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert written == ["label_A_nn.png", "label_A_pairs.png"]  # no temp files left over
+    for name in written:
+        data = (tmp_path / "figs" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_too_few_images(sets):
+    with pytest.raises(UserError, match="synthetic"):
+        audit(sets["real"], sets["synthetic"][:1])
+    with pytest.raises(UserError, match="real"):
+        audit(sets["real"][:1], sets["synthetic"])
+    with pytest.raises(UserError, match="at least 32"):
+        audit(sets["real"], sets["synthetic"], size=16)
+
+
+def test_constant_images_do_not_divide_by_zero(sets):
+    flat = write_set(sets["root"] / "flat", "flat", [np.full((64, 64), 0.5)] * 3)
+    r = audit(sets["real"][:4], flat)
+    json.dumps(r, allow_nan=False)
+    assert [p["ncc"] for p in r["memorization"]["per_image"]] == [0.0, 0.0, 0.0]
+    assert r["memorization"]["near_copies"] == 0
+
+
+def test_small_size_and_pair_sampling(sets):
+    sizes = (32, 43, 44, 98, 99, 175, 176, 256)
+    assert [ms_ssim_scales(s) for s in sizes] == [2, 2, 3, 3, 4, 4, 5, 5]
+    r = audit(sets["real"], sets["synthetic"], size=32)
+    assert r["size"] == 32 and r["diversity"]["scales"] == 2
+    i, j = _pairs(100, seed=0)
+    assert len(i) == 500 and (i < j).all() and (j < 100).all() and (i >= 0).all()
+    assert len(set(zip(i.tolist(), j.tolist()))) == 500
+    assert np.array_equal(_pairs(100, seed=0)[1], j)
+
+
+def test_fid_needs_local_weights(sets, tmp_path):
+    with pytest.raises(UserError, match=r"quality\.inception_weights"):
+        audit(sets["real"], sets["synthetic"], fid=True)
+    with pytest.raises(UserError, match=r"quality\.inception_weights.*does not exist"):
+        audit(sets["real"], sets["synthetic"], fid=True,
+              inception_weights=str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a state dict")
+    with pytest.raises(UserError, match=r"quality\.inception_weights.*not an Inception-v3"):
+        audit(sets["real"], sets["synthetic"], fid=True, inception_weights=str(junk))
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory) -> str:
+    """A weights file with torch-fidelity's Inception-v3 layout but random weights.
+
+    The extractor's constructor always loads a state dict (downloading one when given no path),
+    so a subclass that skips loading builds the network offline; Kaiming init keeps activations
+    at a usable scale through the depth (PyTorch's default init shrinks them to ~1e-8)."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class RandomInit(FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args, **kwargs):
+            return None
+
+    root = tmp_path_factory.mktemp("inception")
+    empty = root / "empty.pth"
+    torch.save({}, empty)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = RandomInit("random", ["2048"], feature_extractor_weights_path=str(empty))
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    path = root / "random-inception.pth"
+    torch.save(net.state_dict(), path)
+    return str(path)
+
+
+def test_fid_kid_with_local_weights(sets, random_inception):
+    real = sets["real"][:4]
+    noise = write_set(sets["root"] / "noise", "noise",
+                      [np.random.default_rng(50 + i).random((64, 64)) for i in range(4)])
+    same = audit(real, real, fid=True, inception_weights=random_inception)
+    other = audit(real, noise, fid=True, inception_weights=random_inception)
+    json.dumps(same, allow_nan=False)
+    for r in (same, other):
+        f = r["fid"]
+        assert f["computed"] is True and f["weights"] == "random-inception.pth"
+        assert f["kid_subset_size"] == 4
+        assert all(isinstance(f[k], float) and math.isfinite(f[k])
+                   for k in ("fid", "kid_mean", "kid_std"))
+    assert other["fid"]["fid"] > 1.0
+    assert same["fid"]["fid"] < 1e-3 * other["fid"]["fid"]
+    # KID is an unbiased estimate: about 0 (either sign) for identical sets
+    assert abs(same["fid"]["kid_mean"]) < 0.1 * other["fid"]["kid_mean"]
