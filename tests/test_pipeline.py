@@ -35,7 +35,7 @@ TINY = {
     "scenarios": [0, 8],
     "classifier": {"archs": ["mobilenetv3_small_050"], "image_size": 32, "batch_size": 8,
                    "epochs": 2, "optimizer": "adam", "optimizer_args": {"amsgrad": True},
-                   "lr": 1e-3},
+                   "lr": 1e-3, "bootstrap": 50},
 }
 
 

@@ -31,6 +31,7 @@ rule evaluate:
         predictions="results/classifier/{arch}/synth{n}/split{split}/predictions_{ckpt}.csv",
     params:
         labels=LABELS,
+        bootstrap=config["classifier"]["bootstrap"],
     log:
         "logs/evaluate/{arch}/synth{n}/split{split}/{ckpt}.log",
     benchmark:

@@ -10,7 +10,8 @@ with job(snakemake.log[0], snakemake.threads):
     manifest = pd.read_csv(snakemake.input.manifest, dtype=str, keep_default_na=False)
     split = pd.read_csv(snakemake.input.split, dtype=str)
     test = compose(manifest, split, {}, 0, snakemake.params.labels)["test"]
-    metrics, predictions = evaluate(snakemake.input.weights, test)
+    metrics, predictions = evaluate(snakemake.input.weights, test,
+                                    bootstrap=snakemake.params.bootstrap)
     metrics["checkpoint"] = snakemake.wildcards.ckpt
     with open(snakemake.output.metrics, "w") as f:
         json.dump(metrics, f, indent=2)

@@ -11,15 +11,16 @@ from sklearn import metrics as skm
 
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
-from mammosynth.classify.train import predict
+from mammosynth.classify.train import device, predict
 
 
 def _finite(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def compute_metrics(y: np.ndarray, prob: np.ndarray, labels: list[str]) -> dict:
-    """Accuracy, balanced accuracy, per-class P/R/F1/support, macro/weighted, AUC, PR-AUC, CM."""
+def compute_metrics(y: np.ndarray, prob: np.ndarray, labels: list[str], ci: int = 0) -> dict:
+    """Accuracy, balanced accuracy, per-class P/R/F1/support, macro/weighted, AUC, PR-AUC, CM;
+    with `ci` > 0, bootstrap 95% confidence intervals from that many resamples."""
     classes = list(range(len(labels)))
     pred = prob.argmax(1)
     p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
@@ -48,7 +49,29 @@ def compute_metrics(y: np.ndarray, prob: np.ndarray, labels: list[str]) -> dict:
         out["auc"], out["pr_auc"] = float(np.mean(aucs)), float(np.mean(aps))
         if len(present) < len(labels):
             out["note"] = "macro AUC / PR-AUC over the classes present in the test set"
+    if ci:
+        out["ci95"] = bootstrap_ci(y, prob, labels, ci)
     return _clean(out)
+
+
+CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "pr_auc")
+
+
+def bootstrap_ci(y: np.ndarray, prob: np.ndarray, labels: list[str], n: int,
+                 seed: int = 0) -> dict:
+    """Percentile 95% CIs over `n` test-set resamples (fixed seed). Resamples that lack a class
+    are skipped for AUC / PR-AUC; `resamples` says how many counted per metric."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {m: [] for m in CI_METRICS}
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        m = compute_metrics(y[idx], prob[idx], labels, ci=0)
+        m["macro_f1"] = m["macro"]["f1"]
+        for key in CI_METRICS:
+            if m.get(key) is not None:
+                values[key].append(m[key])
+    return {key: {"low": float(np.percentile(v, 2.5)), "high": float(np.percentile(v, 97.5)),
+                  "resamples": len(v)} if v else None for key, v in values.items()}
 
 
 def _clean(value):
@@ -61,17 +84,18 @@ def _clean(value):
     return _finite(value)
 
 
-def evaluate(weights: str | Path, test: pd.DataFrame, batch_size: int = 32):
+def evaluate(weights: str | Path, test: pd.DataFrame, batch_size: int = 32, bootstrap: int = 0):
     """-> (metrics dict, predictions DataFrame with one probability column per label)."""
     state, meta = models.load_weights(weights)
     labels = meta["labels"]
     model = models.create(meta["arch"], len(labels), meta["in_chans"])
     model.load_state_dict(state)
-    normalize = models.Normalize(model, meta["in_chans"])
+    model = model.to(device())
+    normalize = models.Normalize(model, meta["in_chans"]).to(device())
     x = load_tensor(test["path"], meta["image_size"])
     prob = models.probabilities(predict(model, normalize, x, batch_size)).numpy()
     y = test["y"].to_numpy()
-    result = compute_metrics(y, prob, labels)
+    result = compute_metrics(y, prob, labels, ci=bootstrap)
     result.update({"arch": meta["arch"], "epoch": meta["epoch"], "labels": labels})
     predictions = pd.DataFrame({"image_id": test["image_id"], "label": test["label"], "y": y,
                                 "pred": prob.argmax(1)})

@@ -5,12 +5,21 @@ Mirrors timm's train.py: `last.safetensors` every epoch, `best.safetensors` at t
 epochs without improvement, a per-epoch `history.csv`. Binary tasks use one logit and BCE,
 multi-class tasks cross-entropy; `class_weights: balanced` weights each sample by
 n_samples / (n_classes * n_class) (scikit-learn's "balanced"), in the training loss only.
+`freeze_backbone` trains the new head only (paper 002's frozen-base transfer learning; the frozen
+base also keeps its BatchNorm statistics). `augment` adds vertical flips, rotations of up to
+10 degrees and a contrast/brightness jitter (never horizontal flips: the chest wall stays left).
+On CUDA: bf16 autocast and channels_last; on the CPU plain fp32.
+
+After every epoch the whole state (weights, best weights, optimizer, RNG, history) is written
+atomically to `resume`; a killed job re-run continues from the next epoch with the same result.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
+import os
 import time
 from pathlib import Path
 
@@ -27,37 +36,90 @@ log = logging.getLogger(__name__)
 HISTORY = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best"]
 
 
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def loss_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), reduction="none")
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def _forward(model, normalize, x: torch.Tensor) -> torch.Tensor:
+    dev = next(model.parameters()).device
+    x = normalize(x.to(dev, non_blocking=True))
+    if dev.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        return model(x).float()
+
+
 def predict(model, normalize, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits for x (on the CPU), in eval mode, batch by batch."""
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(normalize(x[i:i + batch_size]))
+        return torch.cat([_forward(model, normalize, x[i:i + batch_size]).cpu()
                           for i in range(0, len(x), batch_size)])
 
 
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Vertical flip (p=0.5), rotation up to +-10 degrees, contrast x[0.9, 1.1] and brightness
+    +-0.05, per image, drawn from `generator` (so a resumed run draws the same)."""
+    n = len(x)
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(10)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1),
+                         torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    contrast = 0.9 + 0.2 * torch.rand(n, 1, 1, 1, generator=generator)
+    brightness = 0.1 * torch.rand(n, 1, 1, 1, generator=generator) - 0.05
+    return (x * contrast + brightness).clamp(0, 1)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _frozen_backbone(model) -> list[torch.nn.Parameter]:
+    """Freeze everything but the classifier head; return the head's parameters."""
+    head = list(model.get_classifier().parameters())
+    ids = {id(p) for p in head}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    return head
+
+
 def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, arch: str,
-                     labels: list[str], cfg: dict, seed: int) -> None:
+                     labels: list[str], cfg: dict, seed: int,
+                     resume: str | Path | None = None) -> None:
     from timm.optim import create_optimizer_v2
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    resume = Path(resume) if resume else out_dir / "resume.pt"
+    dev = device()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     size, in_chans, batch = cfg["image_size"], cfg["in_chans"], cfg["batch_size"]
     train, val = subsets["train"], subsets["val"]
     x_train, y_train = load_tensor(train["path"], size), torch.tensor(train["y"].to_numpy())
     x_val, y_val = load_tensor(val["path"], size), torch.tensor(val["y"].to_numpy())
-    log.info("%s: %d training images (%d synthetic), %d validation images", arch, len(train),
-             int(train["synthetic"].sum()), len(val))
+    log.info("%s on %s: %d training images (%d synthetic), %d validation images", arch, dev,
+             len(train), int(train["synthetic"].sum()), len(val))
 
     model = models.create(arch, len(labels), in_chans, cfg.get("pretrained"))
-    normalize = models.Normalize(model, in_chans)
-    optimizer = create_optimizer_v2(model, opt=cfg["optimizer"], lr=cfg["lr"],
+    frozen = bool(cfg.get("freeze_backbone"))
+    trainable = _frozen_backbone(model) if frozen else model
+    model = model.to(dev, memory_format=torch.channels_last if dev.type == "cuda"
+                     else torch.contiguous_format)
+    normalize = models.Normalize(model, in_chans).to(dev)
+    optimizer = create_optimizer_v2(trainable, opt=cfg["optimizer"], lr=cfg["lr"],
                                     weight_decay=cfg["weight_decay"],
                                     **cfg.get("optimizer_args", {}))
     weights = torch.ones(len(labels))
@@ -65,46 +127,74 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
         present = np.unique(y_train.numpy())
         weights[present] = torch.tensor(compute_class_weight(
             "balanced", classes=present, y=y_train.numpy()), dtype=torch.float32)
+    weights = weights.to(dev)
     meta = {"arch": arch, "labels": labels, "in_chans": in_chans, "image_size": size,
             "num_classes": models.n_outputs(len(labels))}
 
-    best_value, best_epoch, rows = float("inf"), 0, []
-    for epoch in range(1, cfg["epochs"] + 1):
+    best_value, best_epoch, rows, start, best_state = float("inf"), 0, [], 1, None
+    if resume.exists():
+        state = torch.load(resume, weights_only=True, map_location=dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        best_value, best_epoch, rows = state["best_value"], state["best_epoch"], state["history"]
+        best_state, start = state["best_model"], state["epoch"] + 1
+        log.info("resumed from %s after epoch %d", resume, state["epoch"])
+
+    for epoch in range(start, cfg["epochs"] + 1):
+        if cfg.get("patience") and epoch - 1 - best_epoch >= cfg["patience"]:
+            break  # resumed after the stopping epoch
         tick = time.perf_counter()
-        model.train()
+        model.eval() if frozen else model.train()  # a frozen base keeps its BatchNorm statistics
         order = torch.randperm(len(x_train), generator=generator)
         if len(order) % batch == 1:  # BatchNorm cannot train on a batch of one
             order = order[:-1]
         total, correct, count = 0.0, 0, 0
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
-            logits = model(normalize(x_train[idx]))
-            loss = (loss_per_sample(logits, y_train[idx]) * weights[y_train[idx]]).mean()
+            x = augment(x_train[idx], generator) if cfg.get("augment") else x_train[idx]
+            y = y_train[idx].to(dev)
+            logits = _forward(model, normalize, x)
+            loss = (loss_per_sample(logits, y) * weights[y]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-            correct += (models.probabilities(logits).argmax(1) == y_train[idx]).sum().item()
+            correct += (models.probabilities(logits).argmax(1) == y).sum().item()
             count += len(idx)
         val_logits = predict(model, normalize, x_val, batch)
         row = {"epoch": epoch, "train_loss": total / count, "train_acc": correct / count,
                "val_loss": loss_per_sample(val_logits, y_val).mean().item(),
-               "val_acc": (models.probabilities(val_logits).argmax(1) == y_val).float().mean().item(),
+               "val_acc": (models.probabilities(val_logits).argmax(1) == y_val).float().mean()
+               .item(),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick}
-        value = row[cfg["monitor"]]
-        row["best"] = value < best_value
+        row["best"] = row[cfg["monitor"]] < best_value
         models.save_weights(model, out_dir / "last.safetensors", {**meta, "epoch": epoch})
         if row["best"]:
-            best_value, best_epoch = value, epoch
+            best_value, best_epoch = row[cfg["monitor"]], epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             models.save_weights(model, out_dir / "best.safetensors", {**meta, "epoch": epoch})
         rows.append(row)
         log.info("epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f%s", epoch,
                  row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
                  " (best)" if row["best"] else "")
+        _save_atomic({"model": model.state_dict(), "best_model": best_state,
+                      "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                      "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                      "best_value": best_value, "best_epoch": best_epoch, "history": rows}, resume)
         if cfg.get("patience") and epoch - best_epoch >= cfg["patience"]:
             log.info("early stop: no better %s for %d epochs", cfg["monitor"], cfg["patience"])
             break
+    # Resumed after Snakemake removed the incomplete job's outputs: restore them from the state.
+    if rows and not (out_dir / "last.safetensors").exists():
+        models.save_weights(model, out_dir / "last.safetensors",
+                            {**meta, "epoch": rows[-1]["epoch"]})
+    if best_state is not None and not (out_dir / "best.safetensors").exists():
+        model.load_state_dict(best_state)
+        models.save_weights(model, out_dir / "best.safetensors", {**meta, "epoch": best_epoch})
     with open(out_dir / "history.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY)
         writer.writeheader()
         writer.writerows(rows)
+    resume.unlink(missing_ok=True)

@@ -1,0 +1,155 @@
+"""The classifier trainer's checkpoint logic: best vs last, early stopping, resume after a kill,
+frozen backbone, augmentation. Tiny real timm models on tiny real PNGs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mammosynth.classify.model import load_weights
+from mammosynth.classify.train import augment, train_classifier
+from mammosynth.imaging.png import write_png
+
+LABELS = ["normal", "abnormal"]
+ARCH = "resnet10t"
+
+
+def frame(folder, n, flip_labels=False, seed=0):
+    """n 32x32 PNGs: label 1 bright, label 0 dark (or the reverse with flip_labels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        bright = y != flip_labels
+        image = np.clip(rng.normal(0.7 if bright else 0.3, 0.1, (32, 32)), 0, 1)
+        path = folder / f"{i}.png"
+        write_png(path, image)
+        rows.append({"image_id": f"{folder.name}{i}", "path": str(path), "label": LABELS[y],
+                     "y": y, "synthetic": False})
+    return pd.DataFrame(rows)
+
+
+def cfg(**overrides):
+    base = dict(image_size=32, in_chans=1, pretrained=None, optimizer="adam",
+                optimizer_args={}, lr=3e-3, weight_decay=0.0, batch_size=4, epochs=6,
+                patience=None, monitor="val_loss", class_weights="balanced")
+    return base | overrides
+
+
+@pytest.fixture
+def data(tmp_path):
+    return {"train": frame(tmp_path / "train", 12), "val": frame(tmp_path / "val", 6, seed=1)}
+
+
+def history(out):
+    return pd.read_csv(out / "history.csv")
+
+
+def test_best_differs_from_last_when_val_loss_rises(tmp_path):
+    # validation labels are the reverse of training's: learning the task makes val loss rise
+    subsets = {"train": frame(tmp_path / "t", 12),
+               "val": frame(tmp_path / "v", 6, flip_labels=True, seed=1)}
+    train_classifier(subsets, tmp_path / "out", arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+    h = history(tmp_path / "out")
+    best_epoch = int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    assert best_epoch < len(h) and list(h["best"]) == list(h["val_loss"] == h["val_loss"].cummin())
+    _, best_meta = load_weights(tmp_path / "out/best.safetensors")
+    _, last_meta = load_weights(tmp_path / "out/last.safetensors")
+    assert (best_meta["epoch"], last_meta["epoch"]) == (best_epoch, len(h))
+    best, last = (load_file(str(tmp_path / f"out/{c}.safetensors")) for c in ("best", "last"))
+    assert any(not torch.equal(best[k], last[k]) for k in best)
+    assert not (tmp_path / "out/resume.pt").exists()
+
+
+def test_early_stopping_stops(tmp_path):
+    subsets = {"train": frame(tmp_path / "t", 12),
+               "val": frame(tmp_path / "v", 6, flip_labels=True, seed=1)}
+    train_classifier(subsets, tmp_path / "out", arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=30, patience=2), seed=0)
+    h = history(tmp_path / "out")
+    best_epoch = int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    assert len(h) < 30 and len(h) - best_epoch == 2
+
+
+def test_resume_after_kill_continues_and_matches(tmp_path, data):
+    train_classifier(data, tmp_path / "whole", arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+
+    # a real kill -9 in the middle of training, then a re-run of the same call
+    out = tmp_path / "killed"
+    data["train"].to_csv(tmp_path / "train.csv", index=False)
+    data["val"].to_csv(tmp_path / "val.csv", index=False)
+    script = (
+        "import mammosynth, pandas as pd, torch; torch.set_num_threads(1)\n"
+        "from mammosynth.classify.train import train_classifier\n"
+        f"s = {{k: pd.read_csv(r'{tmp_path}/' + k + '.csv') for k in ('train', 'val')}}\n"
+        f"train_classifier(s, r'{out}', arch='{ARCH}', labels={LABELS!r}, cfg={cfg(epochs=60)!r},"
+        " seed=0)\n")
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 120
+    while not (out / "resume.pt").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    child.kill()
+    child.wait()
+    assert (out / "resume.pt").exists(), "the child finished or never checkpointed"
+    (out / "last.safetensors").unlink(missing_ok=True)  # as Snakemake removes incomplete outputs
+    (out / "best.safetensors").unlink(missing_ok=True)
+    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+
+    h_whole, h_resumed = history(tmp_path / "whole"), history(out)
+    assert list(h_resumed["epoch"]) == list(range(1, 7))  # the epoch count continued
+    cols = ["train_loss", "val_loss", "best"]
+    pd.testing.assert_frame_equal(h_whole[cols], h_resumed[cols])
+    for ckpt in ("last", "best"):
+        a = load_file(str(tmp_path / f"whole/{ckpt}.safetensors"))
+        b = load_file(str(out / f"{ckpt}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), ckpt
+
+
+def test_freeze_backbone_trains_the_head_only(tmp_path, data):
+    import timm
+
+    train_classifier(data, tmp_path / "out", arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=2, freeze_backbone=True), seed=0)
+    torch.manual_seed(0)
+    init = timm.create_model(ARCH, num_classes=1, in_chans=1).state_dict()
+    trained = load_file(str(tmp_path / "out/last.safetensors"))
+    head = {k for k in trained if k.startswith("fc.")}
+    assert head and all(not torch.equal(init[k], trained[k]) for k in head)
+    assert all(torch.equal(init[k], trained[k]) for k in trained if k not in head), \
+        "a backbone weight or BatchNorm statistic changed"
+
+
+def test_augment_is_seeded_and_keeps_the_chest_wall_left():
+    x = torch.zeros(8, 1, 32, 32)
+    x[..., :8] = 1.0  # a bright band on the left
+    a = augment(x, torch.Generator().manual_seed(0))
+    b = augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert (a[..., :8].mean() > 4 * a[..., -8:].mean()).item()  # no horizontal flips
+    assert a.min() >= 0 and a.max() <= 1
+
+
+def test_bootstrap_ci_brackets_the_point_estimate():
+    from mammosynth.classify.evaluate import compute_metrics
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 20 + [1] * 40)
+    p1 = np.clip(0.35 * y + rng.uniform(0, 0.65, len(y)), 0, 1)
+    prob = np.stack([1 - p1, p1], 1)
+    m = compute_metrics(y, prob, LABELS, ci=300)
+    for key, point in (("accuracy", m["accuracy"]), ("auc", m["auc"]),
+                       ("macro_f1", m["macro"]["f1"])):
+        ci = m["ci95"][key]
+        assert ci["low"] <= point <= ci["high"] and ci["high"] - ci["low"] > 0.01, key
+        assert ci["resamples"] == 300
+    assert compute_metrics(y, prob, LABELS, ci=300) == m  # seeded
+    assert "ci95" not in compute_metrics(y, prob, LABELS)
