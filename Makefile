@@ -39,6 +39,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/ddpm.py
+	$(BIN)/python bench/classifier.py
 
 clean:
 	rm -rf results logs benchmarks resources/phantom .snakemake
