@@ -153,3 +153,19 @@ def test_bootstrap_ci_brackets_the_point_estimate():
         assert ci["resamples"] == 300
     assert compute_metrics(y, prob, LABELS, ci=300) == m  # seeded
     assert "ci95" not in compute_metrics(y, prob, LABELS)
+
+
+def test_paper_002_settings_train_nasnet_mobile(tmp_path, data):
+    """Frozen-base NASNet-A Mobile, RGB input, Adamax, six BI-RADS classes, then evaluate."""
+    from mammosynth.classify.evaluate import evaluate
+
+    labels = [f"birads{i}" for i in range(6)]
+    subsets = {k: v.assign(y=v["y"] * 3, label=[labels[y * 3] for y in v["y"]])
+               for k, v in data.items()}
+    train_classifier(subsets, tmp_path / "out", arch="nasnetamobile", labels=labels,
+                     cfg=cfg(epochs=1, in_chans=3, optimizer="adamax", freeze_backbone=True,
+                             class_weights="none", image_size=64), seed=0)
+    metrics, predictions = evaluate(tmp_path / "out/best.safetensors", subsets["val"])
+    assert metrics["arch"] == "nasnetamobile" and metrics["n"] == len(subsets["val"])
+    assert [c for c in predictions.columns if c.startswith("prob_")] == \
+        [f"prob_{label}" for label in labels]

@@ -201,3 +201,18 @@ def test_sutjiadi2025_preset_lists_the_paper_grid(tmp_path):
                                         "train_classifier", "evaluate")} == {
         "split": 5, "train_ddpm": 10, "sample_shard": 50, "quality": 10,
         "train_classifier": 20, "evaluate": 40}
+
+
+@pytest.mark.integration
+def test_best_weights_preset_lists_six_archs_by_five_splits(tmp_path):
+    from mammosynth.datasets.phantom import write_phantom
+
+    root = tmp_path / "data"
+    write_phantom(root, patients=30, height=96, width=80)
+    (tmp_path / "config.yaml").write_text((REPO / "config/presets/best_weights.yaml").read_text())
+    run = snakemake(tmp_path, "-n", "--config", f"dataset={{root: '{root}'}}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
+    assert {k: int(counts.get(k, 0)) for k in ("train_ddpm", "train_classifier", "evaluate")} \
+        == {"train_ddpm": 0, "train_classifier": 30, "evaluate": 60}
+    assert "nasnetamobile" in run.stdout
