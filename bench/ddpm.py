@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mammosynth.ddpm.sample import device, generate, make_scheduler
+from mammosynth.ddpm.sample import generate, make_scheduler
 from mammosynth.ddpm.train import build_scheduler, build_unet, train_ddpm
 from mammosynth.imaging.png import write_png
+from mammosynth.runtime import device
 
 MODELS = {
     "demo": dict(image_size=32, block_out_channels=[16, 32, 64], layers_per_block=1,

@@ -143,7 +143,7 @@ class _Interrupted(Exception):
 
 def _interrupt_after_first_checkpoint(monkeypatch):
     """Make train_ddpm stop right after it has written its first checkpoint (a crash there)."""
-    original = ddpm_train._save_atomic
+    original = ddpm_train.save_atomic
     calls = []
 
     def save_then_crash(obj, path):
@@ -151,7 +151,7 @@ def _interrupt_after_first_checkpoint(monkeypatch):
         calls.append(obj["step"])
         raise _Interrupted
 
-    monkeypatch.setattr(ddpm_train, "_save_atomic", save_then_crash)
+    monkeypatch.setattr(ddpm_train, "save_atomic", save_then_crash)
     return calls
 
 

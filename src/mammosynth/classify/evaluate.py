@@ -11,7 +11,8 @@ from sklearn import metrics as skm
 
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
-from mammosynth.classify.train import device, predict
+from mammosynth.classify.train import predict
+from mammosynth.runtime import device
 
 
 def _finite(value):

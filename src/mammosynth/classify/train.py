@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -31,13 +30,10 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
+from mammosynth.runtime import device, save_atomic
 
 log = logging.getLogger(__name__)
 HISTORY = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best"]
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def loss_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -78,12 +74,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     contrast = 0.9 + 0.2 * torch.rand(n, 1, 1, 1, generator=generator)
     brightness = 0.1 * torch.rand(n, 1, 1, 1, generator=generator) - 0.05
     return (x * contrast + brightness).clamp(0, 1)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _frozen_backbone(model) -> list[torch.nn.Parameter]:
@@ -179,7 +169,7 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
         log.info("epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f%s", epoch,
                  row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
                  " (best)" if row["best"] else "")
-        _save_atomic({"model": model.state_dict(), "best_model": best_state,
+        save_atomic({"model": model.state_dict(), "best_model": best_state,
                       "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                       "torch_rng": torch.get_rng_state(), "epoch": epoch,
                       "best_value": best_value, "best_epoch": best_epoch, "history": rows}, resume)

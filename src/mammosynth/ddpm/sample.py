@@ -20,12 +20,9 @@ import torch
 
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
+from mammosynth.runtime import device
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def image_seed(seed: int, split: int, label: str, index: int) -> int:

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mammosynth.ddpm.sample import device, generate, make_scheduler
+from mammosynth.ddpm.sample import generate, make_scheduler
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import read_pngs, write_png
+from mammosynth.runtime import device, save_atomic
 
 log = logging.getLogger(__name__)
 HISTORY = ["step", "loss", "lr", "images_per_s"]
@@ -63,12 +64,6 @@ def build_scheduler(cfg: dict):
 
     return DDPMScheduler(num_train_timesteps=cfg["timesteps"], beta_schedule=cfg["beta_schedule"],
                          clip_sample=True)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def sample_grid(unet, scheduler_config, path: Path, n: int, steps: int, seed: int) -> None:
@@ -165,7 +160,7 @@ def train_ddpm(image_paths: list[str], out_dir: str | Path, cfg: dict, *, seed: 
                      history[-1]["images_per_s"])
             losses, tick, timed = [], time.perf_counter(), 0
         if step % cfg["checkpoint_every"] == 0 and step < cfg["steps"]:
-            _save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(),
+            save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(),
                           "optimizer": optimizer.state_dict(),
                           "lr_schedule": lr_schedule.state_dict(),
                           "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
