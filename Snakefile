@@ -1,7 +1,11 @@
 # mammosynth: does adding DDPM-synthesised mammograms to a small real data set make CNN classifiers
 # better, and do best-validation-loss weights beat last-epoch weights? See README.md.
 
-configfile: "config/config.yaml"
+# The demo config, unless config files are given on the command line: those then stand alone, with
+# the schema's defaults for what they leave out (Snakemake would otherwise merge them over the demo).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
