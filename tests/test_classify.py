@@ -436,7 +436,7 @@ def test_evaluate_best_and_last(trained, data):
         assert metrics["epoch"] == meta["epoch"]
         json.dumps(metrics, allow_nan=False)
         assert list(predictions.columns) == ["image_id", "label", "y", "pred", "prob_normal",
-                                             "prob_abnormal"]
+                                             "prob_abnormal", "synthetic"]
         assert list(predictions["image_id"]) == list(test["image_id"])
         total = predictions["prob_normal"] + predictions["prob_abnormal"]
         assert np.allclose(total, 1.0, atol=1e-6)
@@ -499,7 +499,7 @@ def test_three_channel_input(tmp_path, data):
     assert meta["in_chans"] == 3 and meta["arch"] == "resnet10t"
     metrics, predictions = evaluate(out / "best.safetensors", data["test"])
     assert metrics["n"] == 4
-    assert np.allclose(predictions[["prob_normal", "prob_abnormal"]].sum(1), 1.0, atol=1e-6)
+    assert np.allclose(predictions[["prob_normal", "prob_abnormal"]].sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_multiclass_training(tmp_path):

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from mammosynth.classify.model import load_weights
 from mammosynth.classify.train import augment, train_classifier
+from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
 
 LABELS = ["normal", "abnormal"]
@@ -169,3 +170,18 @@ def test_paper_002_settings_train_nasnet_mobile(tmp_path, data):
     assert metrics["arch"] == "nasnetamobile" and metrics["n"] == len(subsets["val"])
     assert [c for c in predictions.columns if c.startswith("prob_")] == \
         [f"prob_{label}" for label in labels]
+
+
+def test_no_validation_set_needs_monitor_train_loss(tmp_path):
+    """protocol paper with splits.val_fraction 0: no val images, best = lowest training loss."""
+    train = frame(tmp_path / "t", 12)
+    subsets = {"train": train, "val": train.iloc[:0]}
+    with pytest.raises(UserError, match="classifier.monitor: val_loss needs validation images"):
+        train_classifier(subsets, tmp_path / "a", arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+    train_classifier(subsets, tmp_path / "b", arch=ARCH, labels=LABELS,
+                     cfg=cfg(monitor="train_loss", epochs=3), seed=0)
+    h = history(tmp_path / "b")
+    assert len(h) == 3 and h["val_loss"].isna().all() and h["val_acc"].isna().all()
+    assert list(h["best"]) == list(h["train_loss"] == h["train_loss"].cummin())
+    _, meta = load_weights(tmp_path / "b/best.safetensors")
+    assert meta["epoch"] == int(h.loc[h["train_loss"].idxmin(), "epoch"])

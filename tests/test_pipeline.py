@@ -123,6 +123,64 @@ def test_every_stage_produces_its_contracted_files(demo_run):
 
 
 @pytest.mark.integration
+def test_composition_lists_what_each_model_saw(demo_run):
+    split = pd.read_csv(demo_run / "results/splits/split0.csv", dtype=str)
+    for n in (0, 8):
+        run = demo_run / f"results/classifier/mobilenetv3_small_050/synth{n}/split0"
+        comp = pd.read_csv(run / "composition.csv", dtype={"image_id": str})
+        assert comp["synthetic"].sum() == n
+        assert set(comp.loc[comp["synthetic"], "subset"]) <= {"train"}
+        real = comp[~comp["synthetic"]].merge(split, on="image_id", suffixes=("", "_split"))
+        assert len(real) == len(split) and (real["subset"] == real["subset_split"]).all()
+    leakage = pd.read_csv(demo_run / "results/report/leakage.csv")
+    assert len(leakage) == 2
+    assert (leakage[["test_synthetic", "test_patients_seen", "test_images_seen_by_ddpm"]]
+            == 0).all().all()
+    assert "Leaky numbers" not in (demo_run / "results/report/index.html").read_text()
+
+
+@pytest.mark.integration
+def test_paper_protocol_reproduces_the_leaks_and_flags_them(tmp_path):
+    """protocol paper end to end: one DDPM per label on every image, pooled random split with
+    synthetic test images, best by training loss; the report counts every leak from the files."""
+    config = dict(TINY, protocol="paper", splits={"ids": [0], "test_fraction": 0.25,
+                                                   "val_fraction": 0},
+                  classifier=dict(TINY["classifier"], monitor="train_loss"))
+    write_config(tmp_path, config)
+    run = snakemake(tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    w = tmp_path / "results"
+    manifest = pd.read_csv(w / "data/manifest.csv", dtype=str, keep_default_na=False)
+    everything = pd.read_csv(w / "splits/splitall.csv", dtype=str)
+    assert set(everything["subset"]) == {"train"} and len(everything) == len(manifest)
+    assert sorted(p.name for p in (w / "ddpm").iterdir()) == ["splitall"]
+    split = pd.read_csv(w / "splits/split0.csv", dtype=str)
+    assert set(split["subset"]) == {"train", "test"}
+    assert (split["subset"] == "test").sum() == round(0.25 * len(manifest))
+
+    leakage = pd.read_csv(w / "report/leakage.csv").set_index("synth")
+    for n in (0, 8):
+        run_dir = w / f"classifier/mobilenetv3_small_050/synth{n}/split0"
+        comp = pd.read_csv(run_dir / "composition.csv", dtype={"image_id": str})
+        assert len(comp) == len(manifest) + n and comp["synthetic"].sum() == n
+        test = comp[comp["subset"] == "test"]
+        assert len(test) == round(0.25 * len(comp))
+        history = pd.read_csv(run_dir / "history.csv")
+        assert history["val_loss"].isna().all()
+        predictions = pd.read_csv(run_dir / "predictions_best.csv", dtype={"image_id": str})
+        assert list(predictions["image_id"]) == list(test["image_id"])
+        assert predictions["synthetic"].sum() == test["synthetic"].sum()
+        assert json.loads((run_dir / "eval_best.json").read_text())["protocol"] == "paper"
+        row = leakage.loc[n]
+        assert row["test_synthetic"] == test["synthetic"].sum()
+        # every real test image trained the DDPMs - when synthetic images are used at all
+        assert row["test_images_seen_by_ddpm"] == (len(test) - test["synthetic"].sum()
+                                                   if n else 0)
+    assert leakage.loc[8, "test_images_seen_by_ddpm"] > 0
+    assert "Leaky numbers" in (w / "report/index.html").read_text()
+
+
+@pytest.mark.integration
 def test_weights_load_back_with_timm(demo_run):
     import timm
     from safetensors.torch import load_file
@@ -177,6 +235,29 @@ def test_inbreast_layout_folder_works_unchanged(tmp_path):
 
 
 @pytest.mark.integration
+def test_config_val_loss_without_validation_set_is_refused(tmp_path):
+    write_config(tmp_path, dict(TINY, splits={"ids": [0], "val_fraction": 0}))
+    run = snakemake(tmp_path, "-n")
+    assert run.returncode != 0
+    assert "classifier.monitor: val_loss needs a validation set" in run.stdout + run.stderr
+
+
+@pytest.mark.integration
+def test_a_configfile_stands_alone(tmp_path):
+    """From a checkout (config/config.yaml present), --configfile does not inherit the demo's
+    values: a config that sets only the data set gets the schema's 5 splits, not the demo's 2."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text((REPO / "config/config.yaml").read_text())
+    write_config(tmp_path / "mine", {"dataset": {"format": "phantom"}})
+    base = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+            "-n"]
+    for extra, splits in (([], "2"), (["--configfile", str(tmp_path / "mine/config.yaml")], "5")):
+        run = subprocess.run(base + extra, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))["split"] == splits
+
+
+@pytest.mark.integration
 def test_config_typo_names_the_key(tmp_path):
     write_config(tmp_path, dict(TINY, scenarois=[0]))
     run = snakemake(tmp_path, "-n")
@@ -216,3 +297,29 @@ def test_best_weights_preset_lists_six_archs_by_five_splits(tmp_path):
     assert {k: int(counts.get(k, 0)) for k in ("train_ddpm", "train_classifier", "evaluate")} \
         == {"train_ddpm": 0, "train_classifier": 30, "evaluate": 60}
     assert "nasnetamobile" in run.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("preset, expected", [
+    # paper 000: one DDPM per label on every image (split "all"), 5 shards of 50 per label
+    ("sutjiadi2025", {"split": 6, "train_ddpm": 2, "sample_shard": 10, "quality": 2,
+                      "train_classifier": 20, "evaluate": 40}),
+    ("best_weights", {"split": 5, "train_ddpm": 0, "sample_shard": 0, "quality": 0,
+                      "train_classifier": 30, "evaluate": 60}),
+])
+def test_paper_protocol_overlay_on_the_presets(tmp_path, preset, expected):
+    from mammosynth.datasets.phantom import write_phantom
+
+    root = tmp_path / "data"
+    write_phantom(root, patients=30, height=96, width=80)
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "-n", "--configfile", str(REPO / f"config/presets/{preset}.yaml"),
+           str(REPO / "config/presets/paper_protocol.yaml"),
+           "--config", f"dataset={{root: '{root}'}}"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
+    assert {k: int(counts.get(k, 0)) for k in expected} == expected
+    if preset == "sutjiadi2025":
+        assert "results/ddpm/splitall/normal" in run.stdout
+

@@ -192,7 +192,8 @@ def test_write_report(tmp_path, evals):
     write_report(out, long, data, manifest, "rigorous <&>")
     names = {p.name for p in out.iterdir()}
     assert list(pd.read_csv(out / "quality.csv").columns) == QUALITY_COLUMNS  # empty, typed
-    names.discard("quality.csv")
+    assert list(pd.read_csv(out / "leakage.csv").columns) == LEAKAGE_COLUMNS
+    names -= {"quality.csv", "leakage.csv"}
     assert names == {"metrics.csv", "summary.csv", "summary.md", "data.csv", "rejected.csv",
                      "index.html"}
 

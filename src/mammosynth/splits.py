@@ -1,14 +1,20 @@
-"""Patient-grouped, label-stratified train / val / test splits, one per split id.
+"""Train / val / test splits, one per split id, drawn with seed `seed + s`.
 
-Split `s` is drawn with seed `seed + s`: test first (StratifiedGroupKFold with 1/test_fraction
-folds; the first fold that has every label, and leaves every label outside it), then val from the
-rest the same way. Every group (patient) lands in exactly one
-subset; `check_split` verifies it from the files rather than trusting the construction.
+protocol rigorous (`make_split`): patient-grouped and label-stratified - test first
+(StratifiedGroupKFold with 1/test_fraction folds; the first fold that has every label, and leaves
+every label outside it), then val from the rest the same way. Every group (patient) lands in
+exactly one subset; `check_split` verifies it from the files rather than trusting the construction.
+
+protocol paper (`random_subsets`): both papers' "random 80:20 split" - image level, no grouping,
+no stratification. Paper 000 draws it over the pool of real and synthetic images
+(classify.data.compose); the split file holds the draw over the real images alone (scenario 0).
+Split id "all" (paper 000's DDPMs, trained on every real image) puts every image in train.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from mammosynth.errors import UserError
@@ -41,12 +47,50 @@ def make_split(manifest: pd.DataFrame, split_id: int, *, test_fraction: float,
     frame = frame.assign(subset="train")
     test = _take_fold(frame, test_fraction, group_by, seed + split_id)
     frame.loc[test, "subset"] = "test"
-    rest = frame[frame["subset"] == "train"]
-    val = _take_fold(rest, val_fraction / (1 - test_fraction), group_by, seed + split_id + 10_000)
-    frame.loc[val, "subset"] = "val"
+    if val_fraction:
+        rest = frame[frame["subset"] == "train"]
+        val = _take_fold(rest, val_fraction / (1 - test_fraction), group_by,
+                         seed + split_id + 10_000)
+        frame.loc[val, "subset"] = "val"
     split = frame[["image_id", "subset"]]
     check_split(split, manifest, group_by)
     return split
+
+
+def random_subsets(n: int, *, test_fraction: float, val_fraction: float,
+                   seed: int) -> np.ndarray:
+    """Image-level random subsets for n items: round(n * fraction) test, then val, rest train."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    subsets = np.full(n, "train", dtype=object)
+    subsets[order[:n_test]] = "test"
+    subsets[order[n_test:n_test + n_val]] = "val"
+    return subsets
+
+
+def paper_split(manifest: pd.DataFrame, split_id: int | str, *, test_fraction: float,
+                val_fraction: float, seed: int = 0) -> pd.DataFrame:
+    """protocol paper: the ok images -> DataFrame(image_id, subset), image-level and random;
+    split id "all" -> every image in train."""
+    frame = manifest.loc[manifest["status"] == "ok", ["image_id", "label"]]
+    frame = frame.reset_index(drop=True)
+    if split_id == "all":
+        return frame[["image_id"]].assign(subset="train")
+    frame["subset"] = random_subsets(len(frame), test_fraction=test_fraction,
+                                     val_fraction=val_fraction, seed=seed + int(split_id))
+    check_labels(frame, set(frame["label"]))
+    return frame[["image_id", "subset"]]
+
+
+def check_labels(frame: pd.DataFrame, labels: set[str]) -> None:
+    """Raise UserError if train, test or a non-empty val (columns subset, label) lacks a label."""
+    for subset in SUBSETS:
+        if subset == "val" and not (frame["subset"] == "val").any():
+            continue  # val_fraction 0: no validation set
+        missing = labels - set(frame.loc[frame["subset"] == subset, "label"])
+        if missing:
+            raise UserError(f"split: the {subset} subset has no image labelled "
+                            f"{', '.join(sorted(missing))}; use more data or other fractions")
 
 
 def check_split(split: pd.DataFrame, manifest: pd.DataFrame, group_by: str = "patient_id") -> None:
@@ -57,12 +101,7 @@ def check_split(split: pd.DataFrame, manifest: pd.DataFrame, group_by: str = "pa
     if len(shared):
         raise UserError(f"split leaks: {len(shared)} {group_by}(s) in more than one subset, "
                         f"e.g. {shared.index[0]}")
-    labels = set(manifest.loc[manifest["status"] == "ok", "label"])
-    for subset in SUBSETS:
-        missing = labels - set(frame.loc[frame["subset"] == subset, "label"])
-        if missing:
-            raise UserError(f"split: the {subset} subset has no image labelled "
-                            f"{', '.join(sorted(missing))}; use more data or other fractions")
+    check_labels(frame, set(manifest.loc[manifest["status"] == "ok", "label"]))
 
 
 def images_of(manifest: pd.DataFrame, split: pd.DataFrame, subset: str,

@@ -7,9 +7,11 @@ rule train_classifier:
         last="results/classifier/{arch}/synth{n}/split{split}/last.safetensors",
         best="results/classifier/{arch}/synth{n}/split{split}/best.safetensors",
         history="results/classifier/{arch}/synth{n}/split{split}/history.csv",
+        composition="results/classifier/{arch}/synth{n}/split{split}/composition.csv",
     params:
         classifier=config["classifier"],
         labels=LABELS,
+        repool=repool,
         seed=lambda wc: config["seed"] + int(wc.split),
     log:
         "logs/train_classifier/{arch}/synth{n}/split{split}.log",
@@ -24,13 +26,12 @@ rule train_classifier:
 rule evaluate:
     input:
         weights="results/classifier/{arch}/synth{n}/split{split}/{ckpt}.safetensors",
-        manifest="results/data/manifest.csv",
-        split="results/splits/split{split}.csv",
+        composition="results/classifier/{arch}/synth{n}/split{split}/composition.csv",
     output:
         metrics="results/classifier/{arch}/synth{n}/split{split}/eval_{ckpt}.json",
         predictions="results/classifier/{arch}/synth{n}/split{split}/predictions_{ckpt}.csv",
     params:
-        labels=LABELS,
+        protocol=config["protocol"],
         bootstrap=config["classifier"]["bootstrap"],
     log:
         "logs/evaluate/{arch}/synth{n}/split{split}/{ckpt}.log",

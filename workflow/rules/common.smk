@@ -12,6 +12,9 @@ SPLITS = config["splits"]["ids"]
 ARCHS = config["classifier"]["archs"]
 SCENARIOS = config["scenarios"]
 CHECKPOINTS = config["classifier"]["checkpoints"]
+PAPER = config["protocol"] == "paper"
+# The split(s) the DDPMs train on: each split's training images, or (paper) every real image.
+DDPM_SPLITS = ["all"] if PAPER else SPLITS
 PHANTOM = config["dataset"]["format"] == "phantom"
 DATA_ROOT = config["dataset"]["root"]
 ENV = "../envs/mammosynth.yaml"
@@ -23,9 +26,15 @@ for n in SCENARIOS:
             f"{len(LABELS)} labels ({', '.join(LABELS)}); use multiples of {len(LABELS)}"
         )
 
+if config["classifier"]["monitor"] == "val_loss" and not config["splits"]["val_fraction"]:
+    raise WorkflowError(
+        "config classifier.monitor: val_loss needs a validation set; set "
+        "splits.val_fraction above 0, or classifier.monitor: train_loss"
+    )
+
 
 wildcard_constraints:
-    split=r"\d+",
+    split=r"\d+|all",
     label="|".join(LABELS),
     shard=r"\d+",
     n=r"\d+",
@@ -46,12 +55,33 @@ def shards_for(n):
     return range(n_shards(per_label(n), config["sampling"]["shard_size"]))
 
 
+def ddpm_split(split):
+    """The split whose DDPMs feed a classifier split's scenarios."""
+    return "all" if PAPER else split
+
+
+def split_seed(split):
+    """A seed offset per split id; -1 for "all" (protocol paper's one DDPM per label)."""
+    return -1 if split == "all" else int(split)
+
+
+def repool(wildcards):
+    """protocol paper: re-split real + synthetic at random, as paper 000 did; else None."""
+    if not PAPER:
+        return None
+    return dict(
+        test_fraction=config["splits"]["test_fraction"],
+        val_fraction=config["splits"]["val_fraction"],
+        seed=config["seed"] + int(wildcards.split),
+    )
+
+
 def synthetic_shards(wildcards):
     """The shard folders scenario synth{n} draws its first n / len(LABELS) images per label from."""
     return {
         label: expand(
             "results/synthetic/split{split}/{label}/shard{shard}",
-            split=wildcards.split,
+            split=ddpm_split(wildcards.split),
             label=label,
             shard=shards_for(wildcards.n),
         )
@@ -74,7 +104,7 @@ def quality_inputs(wildcards):
 def quality_reports():
     if max(SCENARIOS) == 0:
         return []
-    return expand("results/quality/split{split}/{label}.json", split=SPLITS, label=LABELS)
+    return expand("results/quality/split{split}/{label}.json", split=DDPM_SPLITS, label=LABELS)
 
 
 # One evaluation per arch x scenario x split x checkpoint: the report's rows.
@@ -85,6 +115,29 @@ GRID = [
     for s in SPLITS
     for c in CHECKPOINTS
 ]
+
+
+# One model per arch x scenario x split; composition.csv lists the images it saw.
+MODELS = [
+    dict(arch=a, synth=n, split=s, ddpm_split=ddpm_split(s))
+    for a in ARCHS
+    for n in SCENARIOS
+    for s in SPLITS
+]
+
+
+def compositions():
+    return [
+        f"results/classifier/{m['arch']}/synth{m['synth']}/split{m['split']}/composition.csv"
+        for m in MODELS
+    ]
+
+
+def ddpm_split_files():
+    """The split files the DDPMs trained on (for the report's leakage checks)."""
+    if max(SCENARIOS) == 0:
+        return []
+    return expand("results/splits/split{split}.csv", split=DDPM_SPLITS)
 
 
 def evaluations():

@@ -67,6 +67,7 @@ rule split:
     params:
         splits=config["splits"],
         seed=config["seed"],
+        protocol=config["protocol"],
     log:
         "logs/split/split{split}.log",
     benchmark:

@@ -6,7 +6,7 @@ rule train_ddpm:
         directory("results/ddpm/split{split}/{label}"),
     params:
         ddpm=config["ddpm"],
-        seed=lambda wc: config["seed"] + 1000 * int(wc.split) + LABELS.index(wc.label),
+        seed=lambda wc: config["seed"] + 1000 * split_seed(wc.split) + LABELS.index(wc.label),
         checkpoint="results/ddpm/split{split}/{label}.resume.pt",
     log:
         "logs/train_ddpm/split{split}/{label}.log",

@@ -4,6 +4,8 @@ rule report:
         quality=quality_reports(),
         manifest="results/data/manifest.csv",
         splits=expand("results/splits/split{split}.csv", split=SPLITS),
+        compositions=compositions(),
+        ddpm_splits=ddpm_split_files(),
     output:
         report(
             directory("results/report"),
@@ -14,6 +16,8 @@ rule report:
     params:
         grid=GRID,
         split_ids=SPLITS,
+        models=MODELS,
+        ddpm_split_ids=DDPM_SPLITS,
         protocol=config["protocol"],
     log:
         "logs/report.log",

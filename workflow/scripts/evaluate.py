@@ -1,18 +1,18 @@
 import json
 
-import pandas as pd
-
-from mammosynth.classify.data import compose
+from mammosynth.classify.data import read_composition
 from mammosynth.classify.evaluate import evaluate
-from mammosynth.errors import job
+from mammosynth.errors import UserError, job
 
 with job(snakemake.log[0], snakemake.threads):
-    manifest = pd.read_csv(snakemake.input.manifest, dtype=str, keep_default_na=False)
-    split = pd.read_csv(snakemake.input.split, dtype=str)
-    test = compose(manifest, split, {}, 0, snakemake.params.labels)["test"]
+    test = read_composition(snakemake.input.composition)["test"]
+    if snakemake.params.protocol == "rigorous" and test["synthetic"].any():
+        raise UserError(f"{snakemake.input.composition}: synthetic images in the test subset "
+                        "under protocol rigorous; delete the file and re-run")
     metrics, predictions = evaluate(snakemake.input.weights, test,
                                     bootstrap=snakemake.params.bootstrap)
-    metrics["checkpoint"] = snakemake.wildcards.ckpt
+    metrics.update(checkpoint=snakemake.wildcards.ckpt, protocol=snakemake.params.protocol,
+                   test_synthetic=int(test["synthetic"].sum()))
     with open(snakemake.output.metrics, "w") as f:
         json.dump(metrics, f, indent=2)
     predictions.to_csv(snakemake.output.predictions, index=False)

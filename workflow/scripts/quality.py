@@ -17,6 +17,6 @@ with job(snakemake.log[0], snakemake.threads):
     result = audit(real, synthetic, size=cfg["size"], near_copy_threshold=cfg["near_copy_threshold"],
                    fid=cfg["fid"], inception_weights=cfg["inception_weights"],
                    figure_prefix=Path(snakemake.output.json).with_suffix(""))
-    result.update(split=int(wc.split), label=wc.label)
+    result.update(split=wc.split, label=wc.label)
     with open(snakemake.output.json, "w") as f:
         json.dump(result, f, indent=2)

@@ -5,5 +5,5 @@ with job(snakemake.log[0], snakemake.threads):
     cfg, wc = snakemake.params.sampling, snakemake.wildcards
     start, count = shard_range(int(wc.shard), snakemake.params.total, cfg["shard_size"])
     sample_shard(snakemake.input[0], snakemake.output[0], seed=snakemake.params.seed,
-                 split=int(wc.split), label=wc.label, start=start, count=count,
+                 split=wc.split, label=wc.label, start=start, count=count,
                  scheduler=cfg["scheduler"], steps=cfg["steps"], batch_size=cfg["batch_size"])

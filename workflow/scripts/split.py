@@ -1,13 +1,15 @@
 import pandas as pd
 
 from mammosynth.errors import job
-from mammosynth.splits import make_split
+from mammosynth.splits import make_split, paper_split
 
 with job(snakemake.log[0]) as log:
     manifest = pd.read_csv(snakemake.input[0], dtype=str, keep_default_na=False)
-    cfg = snakemake.params.splits
-    split = make_split(manifest, int(snakemake.wildcards.split), seed=snakemake.params.seed,
-                       test_fraction=cfg["test_fraction"], val_fraction=cfg["val_fraction"],
-                       group_by=cfg["group_by"])
+    cfg, split_id = snakemake.params.splits, snakemake.wildcards.split
+    fractions = dict(test_fraction=cfg["test_fraction"], val_fraction=cfg["val_fraction"])
+    if snakemake.params.protocol == "paper":
+        split = paper_split(manifest, split_id, seed=snakemake.params.seed, **fractions)
+    else:
+        split = make_split(manifest, int(split_id), seed=snakemake.params.seed, **fractions)
     split.to_csv(snakemake.output[0], index=False)
-    log.info("split %s: %s", snakemake.wildcards.split, split["subset"].value_counts().to_dict())
+    log.info("split %s: %s", split_id, split["subset"].value_counts().to_dict())

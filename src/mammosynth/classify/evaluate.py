@@ -102,4 +102,6 @@ def evaluate(weights: str | Path, test: pd.DataFrame, batch_size: int = 32, boot
                                 "pred": prob.argmax(1)})
     for i, label in enumerate(labels):
         predictions[f"prob_{label}"] = prob[:, i]
+    if "synthetic" in test:  # protocol paper puts synthetic images into the test set
+        predictions["synthetic"] = test["synthetic"].to_numpy()
     return result, predictions

@@ -30,6 +30,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
+from mammosynth.errors import UserError
 from mammosynth.runtime import device, save_atomic
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     generator = torch.Generator().manual_seed(seed)
     size, in_chans, batch = cfg["image_size"], cfg["in_chans"], cfg["batch_size"]
     train, val = subsets["train"], subsets["val"]
+    if cfg["monitor"] == "val_loss" and not len(val):
+        raise UserError("config classifier.monitor: val_loss needs validation images; set "
+                        "splits.val_fraction above 0, or monitor: train_loss")
     x_train, y_train = load_tensor(train["path"], size), torch.tensor(train["y"].to_numpy())
     x_val, y_val = load_tensor(val["path"], size), torch.tensor(val["y"].to_numpy())
     log.info("%s on %s: %d training images (%d synthetic), %d validation images", arch, dev,
@@ -153,12 +157,14 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             total += loss.item() * len(idx)
             correct += (models.probabilities(logits).argmax(1) == y).sum().item()
             count += len(idx)
-        val_logits = predict(model, normalize, x_val, batch)
         row = {"epoch": epoch, "train_loss": total / count, "train_acc": correct / count,
-               "val_loss": loss_per_sample(val_logits, y_val).mean().item(),
-               "val_acc": (models.probabilities(val_logits).argmax(1) == y_val).float().mean()
-               .item(),
+               "val_loss": float("nan"), "val_acc": float("nan"),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick}
+        if len(val):
+            val_logits = predict(model, normalize, x_val, batch)
+            row["val_loss"] = loss_per_sample(val_logits, y_val).mean().item()
+            row["val_acc"] = (models.probabilities(val_logits).argmax(1) == y_val).float() \
+                .mean().item()
         row["best"] = row[cfg["monitor"]] < best_value
         models.save_weights(model, out_dir / "last.safetensors", {**meta, "epoch": epoch})
         if row["best"]:

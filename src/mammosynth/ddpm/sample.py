@@ -25,7 +25,7 @@ from mammosynth.runtime import device
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")
 
 
-def image_seed(seed: int, split: int, label: str, index: int) -> int:
+def image_seed(seed: int, split: int | str, label: str, index: int) -> int:
     digest = hashlib.sha256(f"{seed}/{split}/{label}/{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
@@ -88,7 +88,7 @@ def load_unet(pipeline_dir: Path):
     return unet
 
 
-def sample_shard(pipeline_dir: str | Path, out_dir: str | Path, *, seed: int, split: int,
+def sample_shard(pipeline_dir: str | Path, out_dir: str | Path, *, seed: int, split: int | str,
                  label: str, start: int, count: int, scheduler: str, steps: int,
                  batch_size: int) -> None:
     """Write images start..start+count-1 as 16-bit PNGs plus index.csv into out_dir."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mammosynth.report.leakage import LEAKAGE_COLUMNS
+
 METRICS = ["accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
            "auc", "pr_auc"]
 
@@ -99,7 +101,8 @@ def _write(path: Path, text: str) -> None:
 
 def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
                  manifest: pd.DataFrame, protocol: str,
-                 quality: pd.DataFrame | None = None) -> None:
+                 quality: pd.DataFrame | None = None,
+                 leakage: pd.DataFrame | None = None) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(long)
@@ -111,7 +114,16 @@ def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
     rejected.to_csv(out_dir / "rejected.csv", index=False)
     quality = pd.DataFrame(columns=QUALITY_COLUMNS) if quality is None else quality
     quality.to_csv(out_dir / "quality.csv", index=False)
+    leakage = pd.DataFrame(columns=LEAKAGE_COLUMNS) if leakage is None else leakage
+    leakage.to_csv(out_dir / "leakage.csv", index=False)
     counts = manifest.groupby(["status", "label"], dropna=False).size().rename("inputs")
+    warning = "" if protocol == "rigorous" else (
+        "<p style='border:2px solid #c00;padding:.5em'><b>Leaky numbers.</b> Protocol "
+        "<b>paper</b> reproduces the papers' own procedure: image-level random splits (patients "
+        "straddle train and test), DDPMs trained on every real image (test images included), "
+        "synthetic images pooled before the split (so some test images are synthetic), no "
+        "validation set when splits.val_fraction is 0. Compare with protocol rigorous before "
+        "drawing conclusions; the leakage table below counts each of these per model.</p>")
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
@@ -119,12 +131,18 @@ def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
         "</head><body><h1>mammosynth report</h1>",
         f"<p>Protocol: <b>{html.escape(protocol)}</b>. Every number below is recomputed from "
         "the evaluation files under <code>results/classifier/</code>; mean ± sd over splits.</p>",
+        warning,
         "<h2>Inputs</h2>", counts.reset_index().to_html(index=False),
         f"<p>{len(rejected)} input(s) rejected; see <code>rejected.csv</code>.</p>",
         "<h2>Images per split</h2>",
         data.pivot_table(index=["split", "subset"], columns="label", values="images",
                          fill_value=0).to_html(),
         "<h2>Test metrics</h2>", summary.to_html(index=False, float_format="%.3f"),
+        "<h2>Leakage checks</h2>",
+        "<p>Per model, from its <code>composition.csv</code>: synthetic test images, test "
+        "patients also seen in train or val, real test images the DDPMs trained on "
+        "(<code>leakage.csv</code>). All zero under protocol rigorous (checked).</p>",
+        leakage.to_html(index=False),
         "<h2>Synthetic images: quality and memorization</h2>",
         "<p>nn_ncc: each synthetic image's normalised cross-correlation with its nearest real "
         "training image; real_nn_ncc: the same for real images among themselves; near_copies: "
