@@ -269,6 +269,23 @@ def test_create_errors(tmp_path):
         models.create("resnet10t", 2, 1, pretrained_file="/nonexistent")
 
 
+def test_pretrained_file_resolution(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    assert models.pretrained_file(None, "resnet152") is None
+    assert models.pretrained_file(False, "resnet152") is None
+    assert models.pretrained_file(str(weights), "resnet152") == str(weights)
+    assert models.pretrained_file({"resnet152": str(weights)}, "resnet152", 6) == str(weights)
+    with pytest.raises(UserError, match="true, but nothing is downloaded"):
+        models.pretrained_file(True, "resnet152")
+    with pytest.raises(UserError, match="no file for inception_v3; add 'inception_v3: "):
+        models.pretrained_file({"resnet152": str(weights)}, "inception_v3", 2)
+    with pytest.raises(UserError, match="one file for 2 archs"):
+        models.pretrained_file(str(weights), "resnet152", 2)
+    with pytest.raises(UserError, match=r"/nonexistent.pth \(for resnet152\) does not exist"):
+        models.pretrained_file({"resnet152": "/nonexistent.pth"}, "resnet152")
+
+
 def test_create_shapes():
     model = models.create("resnet10t", 6, 1).eval()
     with torch.no_grad():

@@ -258,6 +258,14 @@ def test_a_configfile_stands_alone(tmp_path):
 
 
 @pytest.mark.integration
+def test_config_pretrained_true_is_refused_before_any_job(tmp_path):
+    write_config(tmp_path, dict(TINY, classifier=dict(TINY["classifier"], pretrained=True)))
+    run = snakemake(tmp_path, "-n")
+    assert run.returncode != 0
+    assert "classifier.pretrained: true, but nothing is downloaded" in run.stdout + run.stderr
+
+
+@pytest.mark.integration
 def test_config_typo_names_the_key(tmp_path):
     write_config(tmp_path, dict(TINY, scenarois=[0]))
     run = snakemake(tmp_path, "-n")

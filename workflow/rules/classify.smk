@@ -3,6 +3,7 @@ rule train_classifier:
         unpack(synthetic_shards),
         manifest="results/data/manifest.csv",
         split="results/splits/split{split}.csv",
+        pretrained=lambda wc: PRETRAINED[wc.arch] or [],
     output:
         last="results/classifier/{arch}/synth{n}/split{split}/last.safetensors",
         best="results/classifier/{arch}/synth{n}/split{split}/best.safetensors",

@@ -5,6 +5,8 @@ min_version("9.0")
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 from mammosynth.ddpm.sample import n_shards
+from mammosynth.classify.model import pretrained_file
+from mammosynth.errors import UserError
 from mammosynth.labels import label_names
 
 LABELS = label_names(config["labels"])
@@ -31,6 +33,13 @@ if config["classifier"]["monitor"] == "val_loss" and not config["splits"]["val_f
         "config classifier.monitor: val_loss needs a validation set; set "
         "splits.val_fraction above 0, or classifier.monitor: train_loss"
     )
+
+try:
+    PRETRAINED = {
+        a: pretrained_file(config["classifier"]["pretrained"], a, len(ARCHS)) for a in ARCHS
+    }
+except UserError as e:
+    raise WorkflowError(str(e))
 
 
 wildcard_constraints:

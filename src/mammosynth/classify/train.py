@@ -107,8 +107,12 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     log.info("%s on %s: %d training images (%d synthetic), %d validation images", arch, dev,
              len(train), int(train["synthetic"].sum()), len(val))
 
-    model = models.create(arch, len(labels), in_chans, cfg.get("pretrained"))
+    pretrained = models.pretrained_file(cfg.get("pretrained"), arch)
+    model = models.create(arch, len(labels), in_chans, pretrained)
     frozen = bool(cfg.get("freeze_backbone"))
+    if frozen and not pretrained:
+        log.warning("freeze_backbone on random weights: only the new head learns; set "
+                    "classifier.pretrained to a local ImageNet weights file")
     trainable = _frozen_backbone(model) if frozen else model
     model = model.to(dev, memory_format=torch.channels_last if dev.type == "cuda"
                      else torch.contiguous_format)
