@@ -532,5 +532,5 @@ def test_multiclass_training(tmp_path):
     metrics, predictions = evaluate(out / "best.safetensors", test)
     assert metrics["n"] == 6 and metrics["auc"] is not None
     cols = [f"prob_{label}" for label in labels]
-    assert np.allclose(predictions[cols].sum(1), 1.0, atol=1e-6)
+    assert np.allclose(predictions[cols].sum(axis=1), 1.0, atol=1e-6)
     json.dumps(metrics, allow_nan=False)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mammosynth.classify.evaluate import compute_metrics
+from mammosynth.report.leakage import LEAKAGE_COLUMNS
 from mammosynth.report.tables import (METRICS, QUALITY_COLUMNS, collect, data_table, flatten,
                                       markdown, summarize,
                                       write_report)
