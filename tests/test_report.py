@@ -216,7 +216,7 @@ def test_write_report(tmp_path, evals):
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     for section in ("<h2>Inputs</h2>", "<h2>Images per split</h2>", "<h2>Test metrics</h2>"):
         assert page.count(section) == 1
-    assert page.count("<table") == 3
+    assert page.count("<table") == 4  # inputs, images, metrics, leakage
     # each section is followed by its own table
     sections = page.split("<h2>")[1:]
     assert all("<table" in s for s in sections if not s.startswith("Synthetic images"))
