@@ -112,9 +112,9 @@ def test_every_stage_produces_its_contracted_files(demo_run):
         assert samples.mode.startswith("I;16")
     assert len(pd.read_csv(w / "results/report/quality.csv")) == 2
 
-    summary = pd.read_csv(w / "results/report/summary.csv")
-    assert len(summary) == 2 * 2  # scenarios x checkpoints
-    assert (w / "results/report/index.html").read_text().count("<table") >= 3
+    scenario = pd.read_csv(w / "results/report/scenario.csv")
+    assert len(scenario[["synth", "ckpt"]].drop_duplicates()) == 2 * 2  # scenarios x checkpoints
+    assert (w / "results/report/index.html").read_text().count("<table") >= 6
     long = pd.read_csv(w / "results/report/metrics.csv")
     row = long[(long["synth"] == 8) & (long["ckpt"] == "best")].iloc[0]
     best = json.loads((w / "results/classifier/mobilenetv3_small_050/synth8/split0/"
@@ -136,7 +136,110 @@ def test_composition_lists_what_each_model_saw(demo_run):
     assert len(leakage) == 2
     assert (leakage[["test_synthetic", "test_patients_seen", "test_images_seen_by_ddpm"]]
             == 0).all().all()
-    assert "Leaky numbers" not in (demo_run / "results/report/index.html").read_text()
+    assert "leaky</b>" not in (demo_run / "results/report/index.html").read_text()
+
+
+@pytest.mark.integration
+def test_report_numbers_equal_a_recomputation_from_predictions(demo_run):
+    """Independently of the package: sklearn on predictions_*.csv -> the scenario table's means."""
+    from sklearn import metrics as skm
+
+    scenario = pd.read_csv(demo_run / "results/report/scenario.csv").set_index(
+        ["arch", "synth", "ckpt", "metric"])
+    checkpoints = pd.read_csv(demo_run / "results/report/checkpoints.csv").set_index(
+        ["arch", "synth", "metric"])
+    arch = "mobilenetv3_small_050"
+    for n in (0, 8):
+        per_ckpt = {}
+        for ckpt in ("last", "best"):
+            p = pd.read_csv(demo_run / f"results/classifier/{arch}/synth{n}/split0/"
+                            f"predictions_{ckpt}.csv")
+            y, prob = p["y"].to_numpy(), p["prob_abnormal"].to_numpy()
+            pred = (prob > p["prob_normal"].to_numpy()).astype(int)
+            expected = {
+                "accuracy": skm.accuracy_score(y, pred),
+                "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+                "abnormal_recall": skm.recall_score(y, pred, zero_division=0),
+                "normal_precision": skm.precision_score(1 - y, 1 - pred, zero_division=0),
+                "macro_f1": skm.f1_score(y, pred, average="macro", zero_division=0),
+                "auc": skm.roc_auc_score(y, prob),
+                "pr_auc": skm.average_precision_score(y, prob)}
+            for metric, value in expected.items():
+                assert scenario.loc[(arch, n, ckpt, metric), "mean"] == pytest.approx(value), \
+                    (n, ckpt, metric)
+            per_ckpt[ckpt] = expected
+        for metric in ("accuracy", "macro_f1", "auc", "pr_auc"):
+            row = checkpoints.loc[(arch, n, metric)]
+            assert row["diff"] == pytest.approx(per_ckpt["best"][metric] - per_ckpt["last"][metric])
+
+
+@pytest.mark.integration
+def test_report_html_embeds_every_figure(demo_run):
+    from html.parser import HTMLParser
+
+    report = demo_run / "results/report"
+    figures = sorted(p.name for p in (report / "figures").glob("*.png"))
+    kinds = {name.split("-")[0] for name in figures}
+    assert kinds == {"scenarios", "curves", "checkpoints", "roc", "confusion", "samples",
+                     "memorization", "pairs"}
+
+    class Page(HTMLParser):
+        images, captions, tags = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            if tag == "img":
+                self.images.append(dict(attrs))
+
+        def handle_data(self, data):
+            if self.tags and self.tags[-1] == "b" and data.endswith(".png"):
+                self.captions.append(data)
+
+    page = Page()
+    page.feed((report / "index.html").read_text())
+    assert len(page.images) == len(figures)
+    assert all(img["src"].startswith("data:image/png;base64,") for img in page.images)
+    assert sorted(img["alt"] for img in page.images) == figures
+    assert sorted(page.captions) == figures
+    text = (report / "index.html").read_text()
+    for section in ("Configuration", "Data", "Leakage checks", "Scenarios", "Checkpoints",
+                    "Figures"):
+        assert f"<h2>{section}" in text
+    assert "src='figures/" not in text and 'src="figures/' not in text  # self-contained
+
+
+@pytest.mark.integration
+def test_leakage_check_fails_on_the_demo_files_with_a_planted_shared_patient(demo_run):
+    from mammosynth.errors import UserError
+    from mammosynth.report.leakage import leakage_table
+
+    w = demo_run / "results"
+    manifest = pd.read_csv(w / "data/manifest.csv", dtype=str, keep_default_na=False)
+    model = {"arch": "mobilenetv3_small_050", "synth": 8, "split": 0, "ddpm_split": 0,
+             "composition": str(w / "classifier/mobilenetv3_small_050/synth8/split0/"
+                                "composition.csv")}
+    ddpm = {0: str(w / "splits/split0.csv")}
+    assert leakage_table([model], manifest, ddpm, "rigorous")["test_patients_seen"].eq(0).all()
+    comp = pd.read_csv(model["composition"], dtype={"image_id": str})
+    test_id = comp.loc[comp["subset"] == "test", "image_id"].iloc[0]
+    train_id = comp.loc[(comp["subset"] == "train") & ~comp["synthetic"], "image_id"].iloc[0]
+    planted = manifest.copy()
+    planted.loc[planted["image_id"] == train_id, "patient_id"] = \
+        planted.loc[planted["image_id"] == test_id, "patient_id"].iloc[0]
+    with pytest.raises(UserError, match="test_patients_seen 1"):
+        leakage_table([model], planted, ddpm, "rigorous")
+
+
+@pytest.mark.integration
+def test_snakemake_report_zip(demo_run, tmp_path):
+    import zipfile
+
+    run = snakemake(demo_run, "--report", str(tmp_path / "report.zip"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = zipfile.ZipFile(tmp_path / "report.zip").namelist()
+    figures = list((demo_run / "results/report/figures").glob("*.png"))
+    assert sum(n.endswith(".png") and "/figures/" in n for n in names) == len(figures)
+    assert any(n.endswith("index.html") for n in names)
 
 
 @pytest.mark.integration
@@ -177,7 +280,7 @@ def test_paper_protocol_reproduces_the_leaks_and_flags_them(tmp_path):
         assert row["test_images_seen_by_ddpm"] == (len(test) - test["synthetic"].sum()
                                                    if n else 0)
     assert leakage.loc[8, "test_images_seen_by_ddpm"] > 0
-    assert "Leaky numbers" in (w / "report/index.html").read_text()
+    assert "leaky</b>" in (w / "report/index.html").read_text()
 
 
 @pytest.mark.integration

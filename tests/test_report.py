@@ -1,4 +1,5 @@
-"""Report tables: collect eval JSONs, mean/sd over splits, markdown, the written report files."""
+"""Report tables and statistics: collect eval JSONs, the scenario and checkpoint tables (means,
+t CIs, paired tests, paired bootstrap), published values, the written report."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy import stats as sps
+
 from mammosynth.classify.evaluate import compute_metrics
-from mammosynth.report.leakage import LEAKAGE_COLUMNS
-from mammosynth.report.tables import (METRICS, QUALITY_COLUMNS, collect, data_table, flatten,
-                                      markdown, summarize,
-                                      write_report)
+from mammosynth.report import stats
+from mammosynth.report.published import PUBLISHED
+from mammosynth.report.tables import (CHECKPOINT_COLUMNS, QUALITY_COLUMNS, SCENARIO_COLUMNS,
+                                      checkpoint_markdown, checkpoint_table, collect, data_table,
+                                      flatten, scenario_markdown, scenario_metrics,
+                                      scenario_table)
 
 LABELS = ["normal", "abnormal"]
 ARCHS = ["resnet10t", "mobilenetv3_small_050"]
@@ -68,7 +73,7 @@ def test_collect_one_row_per_file(evals):
     assert len(long) == len(evals) == 24
     assert not long.duplicated(["arch", "synth", "split", "ckpt"]).any()
     assert list(long.columns[:4]) == ["arch", "synth", "split", "ckpt"]
-    for m in METRICS:
+    for m in scenario_metrics(LABELS):
         assert m in long.columns
     # sorted by arch, synth, ckpt, split
     keys = list(zip(long["arch"], long["synth"], long["ckpt"], long["split"]))
@@ -85,31 +90,41 @@ def test_collect_one_row_per_file(evals):
         assert row["epoch"] == result["epoch"] and row["n_test"] == result["n"]
 
 
-def test_summarize_mean_and_sd_over_splits(evals):
-    long = collect(evals)
-    summary = summarize(long)
-    assert len(summary) == len(ARCHS) * len(SYNTH) * len(CKPTS)
-    assert list(summary.columns[:4]) == ["arch", "synth", "ckpt", "splits"]
-    assert (summary["splits"] == 3).all()
-    assert "epoch_mean" not in summary.columns and "n_test_mean" not in summary.columns
-    for _, r in summary.iterrows():
-        group = [e for e in evals
-                 if (e["arch"], e["synth"], e["ckpt"]) == (r["arch"], r["synth"], r["ckpt"])]
-        assert len(group) == 3
-        results = [json.load(open(e["path"])) for e in group]
-        for m in METRICS:
-            if m.startswith("macro_"):
-                values = [res["macro"][m[len("macro_"):]] for res in results]
-            else:
-                values = [res[m] for res in results]
-            assert r[f"{m}_mean"] == pytest.approx(np.mean(values)), m
-            assert r[f"{m}_sd"] == pytest.approx(np.std(values, ddof=1)), m
-        values = [res["per_class"]["abnormal"]["f1"] for res in results]
-        assert r["abnormal_f1_mean"] == pytest.approx(np.mean(values))
-        assert r["abnormal_f1_sd"] == pytest.approx(np.std(values, ddof=1))
+def _metric(result, m):
+    if m.startswith("macro_"):
+        return result["macro"][m[len("macro_"):]]
+    label, _, name = m.rpartition("_")
+    if label in result.get("per_class", {}):
+        return result["per_class"][label][name]
+    return result.get(m)
 
 
-def test_summarize_skips_undefined_auc(tmp_path):
+def test_scenario_table_recomputed_from_the_json_files(evals):
+    table = scenario_table(collect(evals), LABELS)
+    assert list(table.columns) == SCENARIO_COLUMNS
+    metrics = scenario_metrics(LABELS)
+    assert len(table) == len(ARCHS) * len(SYNTH) * len(CKPTS) * len(metrics)
+    for r in table.itertuples(index=False):
+        group = {e["split"]: json.load(open(e["path"])) for e in evals
+                 if (e["arch"], e["synth"], e["ckpt"]) == (r.arch, r.synth, r.ckpt)}
+        values = np.array([_metric(group[s], r.metric) for s in SPLITS], dtype=float)
+        assert r.splits == 3
+        assert r.mean == pytest.approx(values.mean()) and r.sd == pytest.approx(values.std(ddof=1))
+        half = sps.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+        assert r.ci_low == pytest.approx(max(0, values.mean() - half))
+        assert r.ci_high == pytest.approx(min(1, values.mean() + half))
+        if r.synth == 0:
+            assert pd.isna(r.diff_vs_0)
+            continue
+        base = {e["split"]: json.load(open(e["path"])) for e in evals
+                if (e["arch"], e["synth"], e["ckpt"]) == (r.arch, 0, r.ckpt)}
+        d = values - np.array([_metric(base[s], r.metric) for s in SPLITS], dtype=float)
+        assert r.diff_vs_0 == pytest.approx(d.mean())
+        assert r.p_t == pytest.approx(sps.ttest_rel(values, values - d).pvalue)
+        assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(d).pvalue)
+
+
+def test_scenario_table_skips_undefined_auc(tmp_path):
     """A split whose test set has one class has no AUC: the mean is over the other splits."""
     rng = np.random.default_rng(1)
     grid = []
@@ -120,34 +135,150 @@ def test_summarize_skips_undefined_auc(tmp_path):
         grid.append(dict(arch="a", synth=0, split=s, ckpt="best", path=str(path)))
     long = collect(grid)
     assert pd.isna(long.loc[long["split"] == 0, "auc"]).all()
-    summary = summarize(long)
+    table = scenario_table(long, LABELS).set_index("metric")
     aucs = long.loc[long["split"] != 0, "auc"].to_numpy(dtype=float)
-    assert summary.loc[0, "auc_mean"] == pytest.approx(aucs.mean())
-    assert summary.loc[0, "auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
-    assert "nan" not in markdown(summary).lower()
+    assert table.loc["auc", "mean"] == pytest.approx(aucs.mean())
+    assert table.loc["auc", "splits"] == 2
+    assert "nan" not in scenario_markdown(table.reset_index(), ["accuracy", "auc"]).lower()
 
 
-def test_markdown(evals):
-    summary = summarize(collect(evals))
-    text = markdown(summary)
+def test_scenario_markdown_shape(evals):
+    table = scenario_table(collect(evals), LABELS)
+    metrics = ["accuracy", "normal_recall", "auc"]
+    text = scenario_markdown(table, metrics)
     lines = text.strip().split("\n")
-    assert lines[0] == "| arch | synthetic n | weights | splits | " + " | ".join(METRICS) + " |"
-    assert lines[1] == "|" + "---|" * (4 + len(METRICS))
-    assert len(lines) == 2 + len(summary)
-    for line, (_, r) in zip(lines[2:], summary.iterrows()):
+    assert lines[0] == "| arch | synthetic n | weights | splits | accuracy | normal_recall | auc |"
+    rows = [line for line in lines[2:2 + len(ARCHS) * len(SYNTH) * len(CKPTS)]]
+    for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[:4] == [r["arch"], str(r["synth"]), r["ckpt"], "3"]
-        for cell, m in zip(cells[4:], METRICS):
-            assert cell == f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}"
-            assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", cell)
+        for cell in cells[4:]:
+            assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", cell)
+    assert "Change vs scenario 0" in text
 
 
-def test_markdown_single_split_and_missing_metric():
-    summary = pd.DataFrame([{"arch": "a", "synth": 0, "ckpt": "best", "splits": 1,
-                             "accuracy_mean": 0.5, "accuracy_sd": np.nan,
-                             "auc_mean": np.nan, "auc_sd": np.nan}])
-    text = markdown(summary, metrics=["accuracy", "auc"])
-    assert text.strip().split("\n")[-1] == "| a | 0 | best | 1 | 0.500 | n/a |"
+def test_scenario_table_shows_published_values(evals):
+    long = collect(evals)
+    long["arch"] = long["arch"].replace({"resnet10t": "tf_efficientnetv2_l"})
+    long["synth"] = long["synth"].replace({100: 500})
+    table = scenario_table(long, LABELS, PUBLISHED["sutjiadi2025"]).set_index(
+        ["arch", "synth", "ckpt", "metric"])
+    assert table.loc[("tf_efficientnetv2_l", 0, "last", "accuracy"), "published"] == 0.84
+    assert table.loc[("tf_efficientnetv2_l", 0, "last", "normal_recall"), "published"] == 0.31
+    assert table.loc[("tf_efficientnetv2_l", 500, "last", "abnormal_f1"), "published"] == 0.95
+    assert pd.isna(table.loc[("tf_efficientnetv2_l", 0, "best", "accuracy"), "published"])
+    assert pd.isna(table.loc[("mobilenetv3_small_050", 0, "last", "accuracy"), "published"])
+    assert "(paper 0.84)" in scenario_markdown(table.reset_index(), ["accuracy"])
+
+
+def test_published_values_are_the_papers_tables():
+    s = PUBLISHED["sutjiadi2025"]["values"]
+    assert sorted(n for _, n, _ in s) == [0, 100, 250, 500]
+    # DESIGN.md: scenario 1 is a test set of 13 normal + 69 abnormal images
+    assert s[("tf_efficientnetv2_l", 0, "last")]["normal_precision"] == 0.50
+    b = PUBLISHED["best_weights"]["values"]
+    assert len(b) == 12
+    assert b[("inception_v3", 0, "last")]["accuracy"] == pytest.approx(0.7912)
+    assert b[("inception_v3", 0, "best")]["accuracy"] == pytest.approx(0.9441)
+    assert b[("nasnetamobile", 0, "best")]["pr_auc"] == 0.98
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_mean_ci_matches_scipy():
+    v = [0.7, 0.75, 0.72, 0.8, 0.77]
+    ci = stats.mean_ci(v)
+    low, high = sps.t.interval(0.95, 4, loc=np.mean(v), scale=sps.sem(v))
+    assert (ci["low"], ci["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert stats.mean_ci([0.5])["sd"] != stats.mean_ci([0.5])["sd"]  # NaN with one split
+    assert stats.mean_ci([0.0, 1.0])["low"] == 0.0  # clipped to the metric's range
+    assert stats.mean_ci([0.8, None, float("nan")])["n"] == 1
+
+
+def test_paired_and_min_wilcoxon():
+    a, b = [0.70, 0.72, 0.75, 0.71, 0.74], [0.75, 0.74, 0.80, 0.72, 0.79]
+    p = stats.paired(a, b)
+    assert p["diff"] == pytest.approx(np.mean(np.subtract(b, a)))
+    assert p["p_t"] == pytest.approx(sps.ttest_rel(b, a).pvalue)
+    assert p["p_wilcoxon"] == pytest.approx(0.0625)  # all five differences positive
+    assert stats.min_wilcoxon_p(5) == 0.0625 and stats.min_wilcoxon_p(10) < 0.01
+    assert stats.paired(a, a)["p_t"] == 1.0
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_fast_metrics_equal_compute_metrics(n_classes):
+    rng = np.random.default_rng(n_classes)
+    labels = [f"c{i}" for i in range(n_classes)]
+    for trial in range(20):
+        n = int(rng.integers(5, 40))
+        y = rng.integers(0, n_classes - (trial % 2), n)  # odd trials: one class absent
+        prob = rng.dirichlet(np.ones(n_classes), n)
+        full = compute_metrics(y, prob, labels)
+        fast = stats.fast_metrics(y, prob, n_classes)
+        for m in stats.BOOTSTRAP_METRICS:
+            expected = _metric(full, m)
+            if expected is None:
+                assert fast[m] is None
+            else:
+                assert fast[m] == pytest.approx(expected), (m, trial)
+
+
+def test_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(3):
+        y = rng.integers(0, 2, 30)
+        a = rng.dirichlet([1, 1], 30)
+        b = np.where(y[:, None] == 1, [[0.2, 0.8]], [[0.8, 0.2]])  # b is always right
+        pairs.append((y, a, b))
+    ci = stats.paired_bootstrap(pairs, 2, 200, seed=1)
+    assert ci["accuracy"]["low"] > 0 and ci["accuracy"]["resamples"] == 200
+    assert ci == stats.paired_bootstrap(pairs, 2, 200, seed=1)  # seeded
+    same = stats.paired_bootstrap([(y, a, a) for y, a, _ in pairs], 2, 50)
+    assert same["accuracy"] == {"low": 0.0, "high": 0.0, "resamples": 50}
+
+
+def _predictions(tmp_path, evals_grid):
+    """predictions_{ckpt}.csv frames for the fake evals: same test images for last and best."""
+    rng = np.random.default_rng(5)
+    out = {}
+    for g in evals_grid:
+        key = (g["arch"], g["synth"], g["split"])
+        y = np.random.default_rng(hash(key) % 2**32).integers(0, 2, 20)
+        prob = rng.dirichlet([1, 1], 20)
+        out[key + (g["ckpt"],)] = pd.DataFrame({"image_id": [f"i{k}" for k in range(20)],
+                                                "y": y, "prob_normal": prob[:, 0],
+                                                "prob_abnormal": prob[:, 1]})
+    return out
+
+
+def test_checkpoint_table(tmp_path, evals):
+    long = collect(evals)
+    preds = _predictions(tmp_path, evals)
+    table = checkpoint_table(long, preds, 2, bootstrap=50)
+    assert list(table.columns) == CHECKPOINT_COLUMNS
+    assert len(table) == len(ARCHS) * len(SYNTH) * 6
+    for r in table.itertuples(index=False):
+        rows = long[(long["arch"] == r.arch) & (long["synth"] == r.synth)]
+        last = rows[rows["ckpt"] == "last"].set_index("split")[r.metric].astype(float)
+        best = rows[rows["ckpt"] == "best"].set_index("split")[r.metric].astype(float)
+        assert r.last_mean == pytest.approx(last.mean()) and r.best_mean == pytest.approx(best.mean())
+        assert r.diff == pytest.approx((best - last).mean())
+        assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(best - last).pvalue)
+        assert r.resamples == 50 and r.diff_low <= r.diff_high
+    text = checkpoint_markdown(table)
+    assert text.count("\n") == len(table) + 2
+
+
+def test_checkpoint_table_refuses_mismatched_predictions(evals):
+    from mammosynth.errors import UserError
+
+    long = collect(evals)
+    preds = _predictions(None, evals)
+    key = (ARCHS[0], 0, 0, "best")
+    preds[key] = preds[key].iloc[::-1]
+    with pytest.raises(UserError, match="different test images"):
+        checkpoint_table(long, preds, 2, bootstrap=5)
 
 
 def manifest_and_splits():
@@ -183,48 +314,6 @@ def test_data_table_counts():
                 got = data[(data["split"] == s) & (data["subset"] == subset)
                            & (data["label"] == label)]["images"]
                 assert int(got.sum()) == expected, (s, subset, label)
-
-
-def test_write_report(tmp_path, evals):
-    manifest, splits = manifest_and_splits()
-    long = collect(evals)
-    data = data_table(manifest, splits)
-    out = tmp_path / "report"
-    write_report(out, long, data, manifest, "rigorous <&>")
-    names = {p.name for p in out.iterdir()}
-    assert list(pd.read_csv(out / "quality.csv").columns) == QUALITY_COLUMNS  # empty, typed
-    assert list(pd.read_csv(out / "leakage.csv").columns) == LEAKAGE_COLUMNS
-    names -= {"quality.csv", "leakage.csv"}
-    assert names == {"metrics.csv", "summary.csv", "summary.md", "data.csv", "rejected.csv",
-                     "index.html"}
-
-    metrics = pd.read_csv(out / "metrics.csv")
-    assert len(metrics) == 24
-    assert np.allclose(metrics["accuracy"], long["accuracy"])
-    summary = pd.read_csv(out / "summary.csv")
-    expected = summarize(long)
-    assert len(summary) == 8
-    assert np.allclose(summary["macro_f1_mean"], expected["macro_f1_mean"])
-    assert np.allclose(summary["auc_sd"], expected["auc_sd"])
-    assert (out / "summary.md").read_text() == markdown(expected)
-    assert pd.read_csv(out / "data.csv")["images"].sum() == 20
-    rejected = pd.read_csv(out / "rejected.csv")
-    assert list(rejected.columns) == ["image_id", "source", "reason"]
-    assert list(rejected["image_id"]) == ["bad1", "bad2"]
-
-    page = (out / "index.html").read_text()
-    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
-    for section in ("<h2>Inputs</h2>", "<h2>Images per split</h2>", "<h2>Test metrics</h2>"):
-        assert page.count(section) == 1
-    assert page.count("<table") == 4  # inputs, images, metrics, leakage
-    # each section is followed by its own table
-    sections = page.split("<h2>")[1:]
-    assert all("<table" in s for s in sections if not s.startswith("Synthetic images"))
-    assert "No synthetic images in this run" in sections[-1]  # no quality audits were given
-    assert "rigorous &lt;&amp;&gt;" in page
-    assert "2 input(s) rejected" in page
-    assert f"{expected.loc[0, 'accuracy_mean']:.3f}" in page
-    assert not any(p.name.startswith(".") for p in out.iterdir())  # no temporary files left
 
 
 def test_quality_table_from_audit_json(tmp_path):

@@ -8,6 +8,7 @@ from mammosynth.ddpm.sample import n_shards
 from mammosynth.classify.model import pretrained_file
 from mammosynth.errors import UserError
 from mammosynth.labels import label_names
+from mammosynth.report.figures import CAPTIONS as FIGURE_CAPTIONS
 
 LABELS = label_names(config["labels"])
 SPLITS = config["splits"]["ids"]
@@ -147,6 +148,15 @@ def ddpm_split_files():
     if max(SCENARIOS) == 0:
         return []
     return expand("results/splits/split{split}.csv", split=DDPM_SPLITS)
+
+
+def sample_shards():
+    """The first synthetic shard per label of the first DDPM split: the report's sample grids."""
+    if max(SCENARIOS) == 0:
+        return []
+    return expand(
+        "results/synthetic/split{split}/{label}/shard0", split=DDPM_SPLITS[0], label=LABELS
+    )
 
 
 def evaluations():

@@ -1,24 +1,37 @@
 rule report:
     input:
         evals=evaluations(),
-        quality=quality_reports(),
+        predictions=[
+            p.replace("/eval_", "/predictions_").replace(".json", ".csv")
+            for p in evaluations()
+        ],
+        histories=[p.replace("composition.csv", "history.csv") for p in compositions()],
+        compositions=compositions(),
         manifest="results/data/manifest.csv",
         splits=expand("results/splits/split{split}.csv", split=SPLITS),
-        compositions=compositions(),
         ddpm_splits=ddpm_split_files(),
+        quality=quality_reports(),
+        quality_figures=[
+            p.replace(".json", f"_{kind}.png")
+            for p in quality_reports()
+            for kind in ("nn", "pairs")
+        ],
+        samples=sample_shards(),
     output:
         report(
             directory("results/report"),
-            patterns=["{name}.html"],
+            patterns=["{name}.html", "figures/{fig}.png"],
             caption="../report/report.rst",
             category="Report",
         ),
     params:
         grid=GRID,
-        split_ids=SPLITS,
         models=MODELS,
+        split_ids=SPLITS,
         ddpm_split_ids=DDPM_SPLITS,
-        protocol=config["protocol"],
+        labels=LABELS,
+        config=config,
+        captions=FIGURE_CAPTIONS,
     log:
         "logs/report.log",
     benchmark:

@@ -1,18 +1,17 @@
-"""Tables over arch x scenario x split x checkpoint, from the eval JSON files."""
+"""The report's tables, recomputed from the files the jobs wrote: every evaluation (long), the
+scenario table (paper 000's Table 4 shape), the checkpoint table (paper 002's Table 2 shape), data
+and quality tables; Markdown renderings of the first two."""
 
 from __future__ import annotations
 
-import html
 import json
-import os
-from pathlib import Path
+import math
 
 import pandas as pd
 
-from mammosynth.report.leakage import LEAKAGE_COLUMNS
+from mammosynth.errors import UserError
+from mammosynth.report import stats
 
-METRICS = ["accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
-           "auc", "pr_auc"]
 
 
 def flatten(result: dict) -> dict:
@@ -22,6 +21,7 @@ def flatten(result: dict) -> dict:
     for label, values in result["per_class"].items():
         row.update({f"{label}_{k}": v for k, v in values.items()})
     row["epoch"], row["n_test"] = result["epoch"], result["n"]
+    row["test_synthetic"] = result.get("test_synthetic", 0)
     return row
 
 
@@ -35,29 +35,167 @@ def collect(evals: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["arch", "synth", "ckpt", "split"], ignore_index=True)
 
 
-def summarize(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sd and number of splits of each metric per arch x synth x ckpt."""
-    metrics = [c for c in long.columns if c not in ("arch", "synth", "split", "ckpt", "epoch",
-                                                    "n_test")]
-    grouped = long.groupby(["arch", "synth", "ckpt"], sort=True)
-    mean = grouped[metrics].mean().add_suffix("_mean")
-    sd = grouped[metrics].std(ddof=1).add_suffix("_sd")
-    out = pd.concat([mean, sd], axis=1)
-    out.insert(0, "splits", grouped.size())
-    return out[["splits"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")]].reset_index()
+SCENARIO_COLUMNS = ["arch", "synth", "ckpt", "metric", "splits", "mean", "sd", "ci_low",
+                    "ci_high", "diff_vs_0", "diff_low", "diff_high", "p_t", "p_wilcoxon",
+                    "published"]
+CHECKPOINT_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "auc", "pr_auc"]
+CHECKPOINT_COLUMNS = ["arch", "synth", "metric", "splits", "last_mean", "last_sd", "best_mean",
+                      "best_sd", "diff", "diff_low", "diff_high", "resamples", "p_wilcoxon",
+                      "p_t", "published_last", "published_best"]
 
 
-def markdown(summary: pd.DataFrame, metrics=METRICS) -> str:
-    head = ["arch", "synthetic n", "weights", "splits"] + metrics
+def scenario_metrics(labels: list[str]) -> list[str]:
+    """Paper 000's Table 4 columns (accuracy, per-class P/R/F1) plus the threshold-free ones."""
+    per_class = [f"{label}_{m}" for label in labels for m in ("precision", "recall", "f1")]
+    extra = ["sensitivity", "specificity"] if len(labels) == 2 else []
+    return (["accuracy", "balanced_accuracy"] + per_class
+            + ["macro_precision", "macro_recall", "macro_f1", "auc", "pr_auc"] + extra)
+
+
+def _values(long: pd.DataFrame, metric: str) -> pd.Series:
+    return pd.to_numeric(long[metric], errors="coerce") if metric in long else \
+        pd.Series(math.nan, index=long.index)
+
+
+def scenario_table(long: pd.DataFrame, labels: list[str],
+                   published: dict | None = None) -> pd.DataFrame:
+    """Per arch x scenario x checkpoint x metric: mean, sd and t 95% CI over splits; the paired
+    change vs scenario 0 on the same splits (t CI, paired t and Wilcoxon p); published value."""
+    rows = []
+    for (arch, synth, ckpt), group in long.groupby(["arch", "synth", "ckpt"], sort=True):
+        base = long[(long["arch"] == arch) & (long["synth"] == 0) & (long["ckpt"] == ckpt)]
+        both = group.merge(base, on="split", suffixes=("", "_base")) if synth != 0 else None
+        for metric in scenario_metrics(labels):
+            ci = stats.mean_ci(_values(group, metric))
+            row = {"arch": arch, "synth": int(synth), "ckpt": ckpt, "metric": metric,
+                   "splits": ci["n"], "mean": ci["mean"], "sd": ci["sd"], "ci_low": ci["low"],
+                   "ci_high": ci["high"]}
+            if both is not None and len(both) and metric in both:
+                p = stats.paired(_values(both, metric + "_base"), _values(both, metric))
+                row |= {"diff_vs_0": p["diff"], "diff_low": p["diff_low"],
+                        "diff_high": p["diff_high"], "p_t": p["p_t"],
+                        "p_wilcoxon": p["p_wilcoxon"]}
+            row["published"] = published_value(published, arch, synth, ckpt, metric)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=SCENARIO_COLUMNS)
+
+
+def checkpoint_table(long: pd.DataFrame, predictions: dict, n_classes: int, bootstrap: int,
+                     published: dict | None = None, seed: int = 0) -> pd.DataFrame:
+    """Per arch x scenario x metric: last vs best over splits, the paired difference (best -
+    last) with a paired-bootstrap 95% CI over the test images of every split, and the Wilcoxon
+    signed-rank (and paired t) p-value over splits.
+
+    predictions: {(arch, synth, split, ckpt): DataFrame from predictions_{ckpt}.csv}.
+    """
+    rows = []
+    for (arch, synth), group in long.groupby(["arch", "synth"], sort=True):
+        last = group[group["ckpt"] == "last"].set_index("split")
+        best = group[group["ckpt"] == "best"].set_index("split")
+        splits = sorted(set(last.index) & set(best.index))
+        if not splits:
+            continue
+        pairs = [_paired_predictions(predictions[(arch, synth, s, "last")],
+                                     predictions[(arch, synth, s, "best")]) for s in splits]
+        boot = stats.paired_bootstrap(pairs, n_classes, bootstrap, seed) if bootstrap else {}
+        for metric in CHECKPOINT_METRICS:
+            a, b = _values(last.loc[splits], metric), _values(best.loc[splits], metric)
+            p = stats.paired(a, b)
+            ci = boot.get(metric) or {}
+            rows.append({
+                "arch": arch, "synth": int(synth), "metric": metric, "splits": len(splits),
+                "last_mean": a.mean(), "last_sd": a.std(ddof=1), "best_mean": b.mean(),
+                "best_sd": b.std(ddof=1), "diff": p["diff"],
+                "diff_low": ci.get("low", math.nan), "diff_high": ci.get("high", math.nan),
+                "resamples": ci.get("resamples", 0), "p_wilcoxon": p["p_wilcoxon"],
+                "p_t": p["p_t"],
+                "published_last": published_value(published, arch, synth, "last", metric),
+                "published_best": published_value(published, arch, synth, "best", metric)})
+    return pd.DataFrame(rows, columns=CHECKPOINT_COLUMNS)
+
+
+def _paired_predictions(last: pd.DataFrame, best: pd.DataFrame):
+    if list(last["image_id"].astype(str)) != list(best["image_id"].astype(str)):
+        raise UserError("predictions_last.csv and predictions_best.csv of one model list "
+                        "different test images; delete the model folder and re-run")
+    cols = [c for c in last.columns if c.startswith("prob_")]
+    return (last["y"].to_numpy(dtype=int), last[cols].to_numpy(dtype=float),
+            best[cols].to_numpy(dtype=float))
+
+
+def published_value(published: dict | None, arch: str, synth, ckpt: str, metric: str):
+    """The paper's value for this cell, or None (see report/published.py)."""
+    if not published:
+        return None
+    return published["values"].get((arch, int(synth), ckpt), {}).get(metric)
+
+
+def _cell(mean, sd=math.nan, low=math.nan, high=math.nan) -> str:
+    if pd.isna(mean):
+        return "n/a"
+    text = f"{mean:.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}")
+    return text + ("" if pd.isna(low) else f" [{low:.3f}, {high:.3f}]")
+
+
+def _p(value) -> str:
+    return "" if pd.isna(value) else f"{value:.3g}"
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in summary.iterrows():
-        cells = [str(r["arch"]), str(r["synth"]), str(r["ckpt"]), str(r["splits"])]
-        for m in metrics:
-            mean, sd = r.get(f"{m}_mean"), r.get(f"{m}_sd")
-            cells.append("n/a" if pd.isna(mean) else
-                         f"{mean:.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}"))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def scenario_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
+    """Paper 000's Table 4 shape: one row per arch x scenario x checkpoint, mean ± sd [95% CI];
+    then the change vs scenario 0 with its CI and p-values; published values where known."""
+    wide = table.set_index(["arch", "synth", "ckpt", "metric"])
+    keys = table[["arch", "synth", "ckpt"]].drop_duplicates().itertuples(index=False)
+    keys = list(keys)
+    head = ["arch", "synthetic n", "weights", "splits"] + metrics
+    rows = []
+    for arch, synth, ckpt in keys:
+        cells = [arch, str(synth), ckpt, str(int(wide.loc[(arch, synth, ckpt, metrics[0]),
+                                                            "splits"]))]
+        for m in metrics:
+            r = wide.loc[(arch, synth, ckpt, m)]
+            cell = _cell(r["mean"], r["sd"], r["ci_low"], r["ci_high"])
+            if not pd.isna(r["published"]) and r["published"] is not None:
+                cell += f" (paper {r['published']:.2f})"
+            cells.append(cell)
+        rows.append(cells)
+    text = _markdown(head, rows)
+    changes = [[arch, str(synth), ckpt] + [
+        "n/a" if pd.isna(wide.loc[(arch, synth, ckpt, m), "diff_vs_0"]) else
+        f"{wide.loc[(arch, synth, ckpt, m), 'diff_vs_0']:+.3f} "
+        f"[{wide.loc[(arch, synth, ckpt, m), 'diff_low']:+.3f}, "
+        f"{wide.loc[(arch, synth, ckpt, m), 'diff_high']:+.3f}] "
+        f"p={_p(wide.loc[(arch, synth, ckpt, m), 'p_t'])}" for m in metrics]
+        for arch, synth, ckpt in keys if synth != 0]
+    if changes:
+        text += ("\nChange vs scenario 0 on the same splits: mean difference [t 95% CI] and "
+                 "paired t-test p (Wilcoxon in scenario.csv).\n\n"
+                 + _markdown(["arch", "synthetic n", "weights"] + metrics, changes))
+    return text
+
+
+def checkpoint_markdown(table: pd.DataFrame) -> str:
+    """Paper 002's Table 2 shape: per arch (and scenario), last vs best, the paired difference
+    with its bootstrap 95% CI and the Wilcoxon p over splits."""
+    head = ["arch", "synthetic n", "metric", "splits", "last", "best", "best - last [95% CI]",
+            "Wilcoxon p", "paper last / best"]
+    rows = []
+    for r in table.itertuples(index=False):
+        paper = ("" if r.published_last is None or pd.isna(r.published_last) else
+                 f"{r.published_last:.3f} / {r.published_best:.3f}")
+        diff = "n/a" if pd.isna(r.diff) else (
+            f"{r.diff:+.3f}" + ("" if pd.isna(r.diff_low) else
+                               f" [{r.diff_low:+.3f}, {r.diff_high:+.3f}]"))
+        rows.append([r.arch, str(r.synth), r.metric, str(r.splits),
+                     _cell(r.last_mean, r.last_sd), _cell(r.best_mean, r.best_sd), diff,
+                     _p(r.p_wilcoxon), paper])
+    return _markdown(head, rows)
 
 
 def data_table(manifest: pd.DataFrame, splits: dict[int, pd.DataFrame]) -> pd.DataFrame:
@@ -91,64 +229,3 @@ def quality_table(paths: list[str]) -> pd.DataFrame:
                      "intensity_wasserstein": q["intensity"]["wasserstein"],
                      "fid": q["fid"].get("fid")})
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_report(out_dir: str | Path, long: pd.DataFrame, data: pd.DataFrame,
-                 manifest: pd.DataFrame, protocol: str,
-                 quality: pd.DataFrame | None = None,
-                 leakage: pd.DataFrame | None = None) -> None:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(long)
-    long.to_csv(out_dir / "metrics.csv", index=False)
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    _write(out_dir / "summary.md", markdown(summary))
-    data.to_csv(out_dir / "data.csv", index=False)
-    rejected = manifest[manifest["status"] == "rejected"][["image_id", "source", "reason"]]
-    rejected.to_csv(out_dir / "rejected.csv", index=False)
-    quality = pd.DataFrame(columns=QUALITY_COLUMNS) if quality is None else quality
-    quality.to_csv(out_dir / "quality.csv", index=False)
-    leakage = pd.DataFrame(columns=LEAKAGE_COLUMNS) if leakage is None else leakage
-    leakage.to_csv(out_dir / "leakage.csv", index=False)
-    counts = manifest.groupby(["status", "label"], dropna=False).size().rename("inputs")
-    warning = "" if protocol == "rigorous" else (
-        "<p style='border:2px solid #c00;padding:.5em'><b>Leaky numbers.</b> Protocol "
-        "<b>paper</b> reproduces the papers' own procedure: image-level random splits (patients "
-        "straddle train and test), DDPMs trained on every real image (test images included), "
-        "synthetic images pooled before the split (so some test images are synthetic), no "
-        "validation set when splits.val_fraction is 0. Compare with protocol rigorous before "
-        "drawing conclusions; the leakage table below counts each of these per model.</p>")
-    page = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
-        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-        "</head><body><h1>mammosynth report</h1>",
-        f"<p>Protocol: <b>{html.escape(protocol)}</b>. Every number below is recomputed from "
-        "the evaluation files under <code>results/classifier/</code>; mean ± sd over splits.</p>",
-        warning,
-        "<h2>Inputs</h2>", counts.reset_index().to_html(index=False),
-        f"<p>{len(rejected)} input(s) rejected; see <code>rejected.csv</code>.</p>",
-        "<h2>Images per split</h2>",
-        data.pivot_table(index=["split", "subset"], columns="label", values="images",
-                         fill_value=0).to_html(),
-        "<h2>Test metrics</h2>", summary.to_html(index=False, float_format="%.3f"),
-        "<h2>Leakage checks</h2>",
-        "<p>Per model, from its <code>composition.csv</code>: synthetic test images, test "
-        "patients also seen in train or val, real test images the DDPMs trained on "
-        "(<code>leakage.csv</code>). All zero under protocol rigorous (checked).</p>",
-        leakage.to_html(index=False),
-        "<h2>Synthetic images: quality and memorization</h2>",
-        "<p>nn_ncc: each synthetic image's normalised cross-correlation with its nearest real "
-        "training image; real_nn_ncc: the same for real images among themselves; near_copies: "
-        "synthetic images above the threshold. MS-SSIM: mean pairwise similarity (lower = more "
-        "diverse).</p>",
-        quality.to_html(index=False, float_format="%.3f") if len(quality) else
-        "<p>No synthetic images in this run.</p>",
-        "</body></html>"]
-    _write(out_dir / "index.html", "\n".join(page))

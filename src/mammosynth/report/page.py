@@ -1,0 +1,250 @@
+"""results/report/: every table as CSV (+ Markdown), the figures as PNG, and one self-contained
+HTML page (figures embedded) that a reader can open, print or send as it is.
+
+Every number is recomputed here from the files the jobs wrote (eval JSON, predictions, history,
+composition, split and quality files); nothing is carried over from memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from mammosynth.report import figures, stats
+from mammosynth.report.leakage import LEAKAGE_COLUMNS
+from mammosynth.report.published import PUBLISHED
+from mammosynth.report.tables import (CHECKPOINT_METRICS, QUALITY_COLUMNS, checkpoint_markdown,
+                                      checkpoint_table, collect, data_table, quality_table,
+                                      scenario_markdown, scenario_metrics, scenario_table)
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:78em;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+.warn{border:2px solid #c00;background:#fff4f4;padding:.6em 1em}
+.ok{border:1px solid #2a2;background:#f4fff4;padding:.6em 1em}
+figure{margin:1.2em 0} figcaption{font-size:.9em;color:#444;max-width:60em}
+img{max-width:100%} pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
+.note{font-size:.9em;color:#444}
+"""
+
+PAPER_VIOLATIONS = (
+    "Protocol <b>paper</b> reproduces the papers' own procedure, which violates three rules of "
+    "a clean evaluation: (1) the DDPMs are trained on every real image, so the test images "
+    "shaped the synthetic images (<code>test_images_seen_by_ddpm</code>); (2) splits are random "
+    "at the image level, so a patient's other views sit in training while one is tested "
+    "(<code>test_patients_seen</code>); (3) synthetic images are pooled before the split, so some "
+    "test images are synthetic (<code>test_synthetic</code>). With no validation set, "
+    "\"best\" weights are those with the lowest <i>training</i> loss. These numbers are "
+    "<b>leaky</b>: compare them with protocol rigorous, never publish them alone.")
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<img src='data:image/png;base64,{data}' alt='{html.escape(path.name)}'>"
+
+
+def _table(frame: pd.DataFrame, floats: str = "%.3f") -> str:
+    return frame.to_html(index=False, float_format=floats, na_rep="", border=0)
+
+
+def config_summary(config: dict) -> pd.DataFrame:
+    c = config
+    rows = [
+        ("protocol", c["protocol"]), ("seed", c["seed"]),
+        ("data set", f"{c['dataset']['format']} at {c['dataset']['root']}"),
+        ("labels", c["labels"]["scheme"]),
+        ("preprocess", f"{c['preprocess']['size']} px"),
+        ("splits", f"ids {c['splits']['ids']}, test {c['splits']['test_fraction']}, "
+                   f"val {c['splits']['val_fraction']}"),
+        ("DDPM", f"{c['ddpm']['image_size']} px, channels {c['ddpm']['block_out_channels']}, "
+                 f"T={c['ddpm']['timesteps']}, {c['ddpm']['steps']} steps, "
+                 f"batch {c['ddpm']['batch_size']}"),
+        ("sampling", f"{c['sampling']['scheduler']}, {c['sampling']['steps']} steps"),
+        ("scenarios (synthetic n)", c["scenarios"]),
+        ("classifiers", ", ".join(c["classifier"]["archs"])),
+        ("training", f"{c['classifier']['image_size']} px, in_chans "
+                     f"{c['classifier']['in_chans']}, {c['classifier']['optimizer']} lr "
+                     f"{c['classifier']['lr']}, batch {c['classifier']['batch_size']}, "
+                     f"{c['classifier']['epochs']} epochs, patience "
+                     f"{c['classifier']['patience']}, best by {c['classifier']['monitor']}, "
+                     f"pretrained {'yes' if c['classifier']['pretrained'] else 'no'}"),
+        ("bootstrap resamples", c["classifier"]["bootstrap"]),
+    ]
+    return pd.DataFrame(rows, columns=["setting", "value"]).astype(str)
+
+
+def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
+                 predictions: list[str], models: list[dict],
+                 manifest: pd.DataFrame, splits: dict, leakage: pd.DataFrame,
+                 quality: list[str], quality_figures: list[str], samples: dict,
+                 config: dict, labels: list[str]) -> None:
+    """grid/evals/predictions: one entry per evaluation; models: one per model, each with its
+    `composition` and `history` paths; samples: {label: (real paths, synthetic paths)}."""
+    out = Path(out_dir)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    protocol, cfg = config["protocol"], config["classifier"]
+    published = PUBLISHED.get(config["report"]["published"] or "")
+    seed = config["seed"]
+
+    long = collect([dict(g, path=p) for g, p in zip(grid, evals)])
+    preds = {(g["arch"], g["synth"], g["split"], g["ckpt"]): pd.read_csv(p, dtype={"image_id": str})
+             for g, p in zip(grid, predictions)}
+    scen = scenario_table(long, labels, published)
+    ckpt = checkpoint_table(long, preds, len(labels), cfg["bootstrap"], published, seed)
+    data = data_table(manifest, splits)
+    synthetic = pd.DataFrame([{"arch": m["arch"], "synth": m["synth"], "split": m["split"],
+                               **pd.read_csv(m["composition"]).groupby("subset")["synthetic"]
+                               .sum().astype(int).reindex(["train", "val", "test"], fill_value=0)
+                               .add_prefix("synthetic_").to_dict()} for m in models])
+    qual = quality_table(quality) if quality else pd.DataFrame(columns=QUALITY_COLUMNS)
+    rejected = manifest[manifest["status"] == "rejected"][["image_id", "source", "reason"]]
+
+    long.to_csv(out / "metrics.csv", index=False)
+    scen.to_csv(out / "scenario.csv", index=False)
+    metrics_shown = [m for m in scenario_metrics(labels) if len(labels) == 2 or
+                     not any(m.startswith(f"{label}_") for label in labels)]
+    _write(out / "scenario.md", scenario_markdown(scen, metrics_shown))
+    ckpt.to_csv(out / "checkpoints.csv", index=False)
+    _write(out / "checkpoints.md", checkpoint_markdown(ckpt))
+    data.to_csv(out / "data.csv", index=False)
+    synthetic.to_csv(out / "synthetic.csv", index=False)
+    rejected.to_csv(out / "rejected.csv", index=False)
+    leakage.to_csv(out / "leakage.csv", index=False)
+    qual.to_csv(out / "quality.csv", index=False)
+    _write(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    # ---------------------------------------------------------------- figures
+    for old in fig_dir.glob("*.png"):
+        old.unlink()
+    figs = [figures.scenarios(scen, fig_dir / "scenarios-all.png")]
+    for arch in sorted(long["arch"].unique()):
+        hist = {(m["synth"], m["split"]): pd.read_csv(m["history"])
+                for m in models if m["arch"] == arch}
+        figs.append(figures.curves(hist, arch, fig_dir / f"curves-{arch}.png"))
+        figs.append(figures.checkpoints(long, arch, fig_dir / f"checkpoints-{arch}.png"))
+        pooled = {synth: pd.concat([p for (a, s, _, c), p in preds.items()
+                                    if a == arch and s == synth and c == "best"])
+                  for synth in sorted(long["synth"].unique())}
+        figs.append(figures.roc(pooled, arch, labels, fig_dir / f"roc-{arch}.png"))
+        matrices = {}
+        for g, p in zip(grid, evals):
+            if g["arch"] == arch:
+                with open(p) as f:
+                    cm = pd.DataFrame(json.load(f)["confusion_matrix"])
+                key = (g["synth"], g["ckpt"])
+                matrices[key] = cm if key not in matrices else matrices[key] + cm
+        figs.append(figures.confusion({k: v.values.tolist() for k, v in matrices.items()}, arch,
+                                      labels, fig_dir / f"confusion-{arch}.png"))
+    for label, (real, synth) in samples.items():
+        figs.append(figures.samples(real, synth, label, fig_dir / f"samples-{label}.png"))
+    for path in map(Path, quality_figures):  # results/quality/split{s}/{label}_{nn,pairs}.png
+        label, kind = path.stem.rsplit("_", 1)
+        name = {"nn": "memorization", "pairs": "pairs"}[kind]
+        figs.append(Path(shutil.copyfile(path, fig_dir / f"{name}-{path.parent.name}-{label}.png")))
+
+    # ---------------------------------------------------------------- page
+    k = len(config["splits"]["ids"])
+    leaks = leakage[LEAKAGE_COLUMNS[4:]].to_numpy().sum() if len(leakage) else 0
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>mammosynth report</h1>",
+        f"<p>Protocol: <b>{html.escape(protocol)}</b>. {k} split(s); every number is recomputed "
+        "from the evaluation, prediction, history and composition files under "
+        "<code>results/</code>. Means ± sd over splits, with t-based 95% confidence intervals "
+        "(clipped to the metric's range) "
+        "over splits; comparisons are paired by split.</p>",
+        f"<p class='warn'>{PAPER_VIOLATIONS}</p>" if protocol == "paper" else "",
+        "<h2>Configuration</h2>", _table(config_summary(config)),
+        "<details><summary>Full configuration (config.yaml)</summary><pre>"
+        f"{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></details>",
+        "<h2>Data</h2>",
+        _table(manifest.groupby(["status", "label"], dropna=False).size()
+               .rename("inputs").reset_index()),
+        f"<p>{len(rejected)} input(s) rejected (<code>rejected.csv</code>)"
+        + (":</p>" + _table(rejected.head(50)) if len(rejected) else ".</p>"),
+        "<p>Real images per split, subset and label (<code>data.csv</code>):</p>",
+        data.pivot_table(index=["split", "subset"], columns="label", values="images",
+                         fill_value=0).to_html(border=0),
+        "<p>Synthetic images per model and subset (<code>synthetic.csv</code>):</p>",
+        _table(synthetic),
+        "<h2>Leakage checks</h2>",
+        "<p>Computed per model from its <code>composition.csv</code>, the manifest and the split "
+        "file its DDPMs trained on (<code>leakage.csv</code>): synthetic test images, test "
+        "patients with an image in train or val, real test images the DDPMs trained on.</p>",
+        (f"<p class='warn'>{int(leaks)} leak count(s) above zero: expected under protocol paper "
+         "(see above).</p>" if leaks else
+         "<p class='ok'>All counts are zero: no patient, synthetic image or DDPM training image "
+         "crosses into a test set.</p>"),
+        _table(leakage),
+        "<h2>Scenarios: does adding synthetic images help?</h2>",
+        "<p>Test metrics per classifier, number of synthetic training images and checkpoint: "
+        "mean ± sd [95% CI]; the change vs scenario 0 on the same splits with a paired t-test "
+        f"(<code>scenario.csv</code> adds the Wilcoxon signed-rank p; with {k} splits its "
+        f"smallest possible value is {stats.min_wilcoxon_p(k):.3g}).",
+        (f" Published values ({html.escape(published['source'])}) are shown as "
+         "\"paper x\".</p>" if published else "</p>"),
+        _markdown_html(scenario_markdown(scen, metrics_shown)),
+        "<h2>Checkpoints: do best weights beat the last ones?</h2>",
+        f"<p>Per classifier: last vs best weights ({', '.join(CHECKPOINT_METRICS)}); the paired "
+        "difference best - last with a paired-bootstrap 95% CI "
+        f"({cfg['bootstrap']} resamples of every split's test images, the same draw for both "
+        f"checkpoints) and the Wilcoxon signed-rank p over splits. Best = lowest "
+        f"{html.escape(cfg['monitor'])}."
+        + (f" Paper values: {html.escape(published['source'])}.</p>" if published else "</p>"),
+        _markdown_html(checkpoint_markdown(ckpt)),
+        "<h2>Synthetic images: quality and memorization</h2>",
+        "<p>nn_ncc: each synthetic image's normalised cross-correlation with its nearest real "
+        "training image; real_nn_ncc: the same for real images among themselves; near_copies: "
+        "synthetic images above the threshold; MS-SSIM: mean pairwise similarity (lower = more "
+        "diverse).</p>",
+        _table(qual) if len(qual) else "<p>No synthetic images in this run.</p>",
+        "<h2>Figures</h2>",
+    ]
+    for path in figs:
+        kind = path.stem.split("-")[0]
+        page.append(f"<figure>{_img(path)}<figcaption><b>{html.escape(path.name)}</b>. "
+                    f"{html.escape(figures.CAPTIONS[kind])}</figcaption></figure>")
+    page.append("</body></html>")
+    _write(out / "index.html", "\n".join(page))
+
+
+def _markdown_html(text: str) -> str:
+    """Our Markdown tables (and the paragraphs between them) as HTML."""
+    parts, rows = [], []
+
+    def flush():
+        if rows:
+            head, body = rows[0], rows[2:]
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head)
+                         + "</tr>" + "".join("<tr>" + "".join(
+                             f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                         + "</table>")
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        else:
+            flush()
+            if line.strip():
+                parts.append(f"<p class='note'>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(parts)
