@@ -1,14 +1,19 @@
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+import os
 
-from mammosynth.ddpm.sample import n_shards
-from mammosynth.classify.model import pretrained_file
+from mammosynth.config import validate as validate_config
 from mammosynth.errors import UserError
-from mammosynth.labels import label_names
-from mammosynth.report.figures import CAPTIONS as FIGURE_CAPTIONS
+from mammosynth.labels import label_map, label_names
+
+# A bad config stops the run before any job with one line naming the key (`config <key>: ...`).
+try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    label_map(config["labels"])  # labels.map: BI-RADS values only, each in one label
+except UserError as e:
+    raise WorkflowError(str(e)) from None
 
 LABELS = label_names(config["labels"])
 SPLITS = config["splits"]["ids"]
@@ -22,6 +27,8 @@ PHANTOM = config["dataset"]["format"] == "phantom"
 DATA_ROOT = config["dataset"]["root"]
 ENV = "../envs/mammosynth.yaml"
 
+# What the schema cannot say, checked here (cheap ones first, before torch is imported) rather
+# than when a job meets it.
 for n in SCENARIOS:
     if n % len(LABELS):
         raise WorkflowError(
@@ -35,12 +42,40 @@ if config["classifier"]["monitor"] == "val_loss" and not config["splits"]["val_f
         "splits.val_fraction above 0, or classifier.monitor: train_loss"
     )
 
+_levels = len(config["ddpm"]["block_out_channels"])
+_attention = config["ddpm"]["attention_levels"]
+if max(SCENARIOS) > 0 and _attention and len(_attention) != _levels:
+    raise WorkflowError(
+        f"config ddpm.attention_levels: {len(_attention)} entries for {_levels} "
+        f"ddpm.block_out_channels; give one true/false per level ({_levels})"
+    )
+
+if not PHANTOM and not os.path.exists(DATA_ROOT):
+    raise WorkflowError(
+        f"config dataset.root: {DATA_ROOT} does not exist; point it at the "
+        f"{config['dataset']['format']} data set as downloaded"
+    )
+
+from mammosynth.ddpm.sample import n_shards
+from mammosynth.classify.model import pretrained_file  # registers timm model nasnetamobile
+from mammosynth.report.figures import CAPTIONS as FIGURE_CAPTIONS
+import difflib
+import timm
+
+for _arch in ARCHS:
+    if not timm.is_model(_arch):
+        _close = difflib.get_close_matches(_arch, timm.list_models(), n=1)
+        raise WorkflowError(
+            f"config classifier.archs: {_arch!r} is not a timm model name; "
+            + (f"did you mean {_close[0]!r}?" if _close else "see timm.list_models()")
+        )
+
 try:
     PRETRAINED = {
         a: pretrained_file(config["classifier"]["pretrained"], a, len(ARCHS)) for a in ARCHS
     }
 except UserError as e:
-    raise WorkflowError(str(e))
+    raise WorkflowError(str(e)) from None
 
 
 wildcard_constraints:
@@ -136,13 +171,6 @@ MODELS = [
 ]
 
 
-def compositions():
-    return [
-        f"results/classifier/{m['arch']}/synth{m['synth']}/split{m['split']}/composition.csv"
-        for m in MODELS
-    ]
-
-
 def ddpm_split_files():
     """The split files the DDPMs trained on (for the report's leakage checks)."""
     if max(SCENARIOS) == 0:
@@ -159,8 +187,19 @@ def sample_shards():
     )
 
 
-def evaluations():
+def evaluations(kind="eval", ext="json"):
+    """One file per GRID entry: eval_{ckpt}.json, or (kind="predictions", ext="csv") the
+    predictions."""
     return [
-        f"results/classifier/{g['arch']}/synth{g['synth']}/split{g['split']}/eval_{g['ckpt']}.json"
+        f"results/classifier/{g['arch']}/synth{g['synth']}/split{g['split']}/"
+        f"{kind}_{g['ckpt']}.{ext}"
         for g in GRID
+    ]
+
+
+def model_files(name):
+    """One file per model (MODELS order): composition.csv, history.csv, ..."""
+    return [
+        f"results/classifier/{m['arch']}/synth{m['synth']}/split{m['split']}/{name}"
+        for m in MODELS
     ]

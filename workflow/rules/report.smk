@@ -1,12 +1,9 @@
 rule report:
     input:
         evals=evaluations(),
-        predictions=[
-            p.replace("/eval_", "/predictions_").replace(".json", ".csv")
-            for p in evaluations()
-        ],
-        histories=[p.replace("composition.csv", "history.csv") for p in compositions()],
-        compositions=compositions(),
+        predictions=evaluations("predictions", "csv"),
+        histories=model_files("history.csv"),
+        compositions=model_files("composition.csv"),
         manifest="results/data/manifest.csv",
         splits=expand("results/splits/split{split}.csv", split=SPLITS),
         ddpm_splits=ddpm_split_files(),
