@@ -31,11 +31,20 @@ def ingest(dataset: dict, labels: dict) -> pd.DataFrame:
 
     adapters = {"inbreast": inbreast.read, "phantom": inbreast.read,
                 "csv": csv.read, "folder": folder.read}
+    if dataset.get("format") not in adapters:
+        raise UserError(f"config dataset.format: {dataset.get('format')!r} is not one of "
+                        f"{', '.join(sorted(adapters))}")
+    if not dataset.get("root"):
+        raise UserError("config dataset.root: required (the folder holding the data set)")
     root = Path(dataset["root"])
     if not root.is_dir():
         raise UserError(f"config dataset.root: {root} is not a folder; point it at the data set "
                         "as downloaded")
     rows = adapters[dataset["format"]](root, dataset)
+    if not rows:
+        raise UserError(f"config dataset.root: the data set has no inputs: no metadata rows and no "
+                        f"image files were found under {root} (dataset.format: "
+                        f"{dataset['format']}); point it at the data set as downloaded")
     return finalize(rows, labels)
 
 

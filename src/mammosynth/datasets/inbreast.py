@@ -39,7 +39,8 @@ def read_metadata(root: Path) -> tuple[pd.DataFrame, Path]:
         else:
             table = pd.read_excel(path, dtype=str).fillna("")
     except Exception as e:  # a broken or non-table file
-        raise UserError(f"{path}: cannot read it as the INbreast metadata table ({e})") from e
+        raise UserError(f"{path}: cannot read it as the INbreast metadata table "
+                        f"({' '.join(str(e).split())}); restore the file as downloaded") from e
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:

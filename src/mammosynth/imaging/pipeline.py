@@ -32,7 +32,7 @@ def _one(task):
         write_png(out_path, image)
         return image_id, "", info
     except ImageError as e:
-        return image_id, str(e), {}
+        return image_id, " ".join(str(e).split()), {}  # the manifest's reason: one line
 
 
 def fail_on_rejections(table: pd.DataFrame, on_bad_image: str) -> None:
