@@ -114,7 +114,7 @@ def test_dicom_header_and_pixels(phantom):
                    "RescaleSlope", "RescaleIntercept", "PixelSpacing"):
             assert kw not in ds, kw
         assert str(ds.PatientName) == f"PHANTOM^JANE^{fname}"
-        assert ds.PatientID == f"PHI-{fname}"
+        assert ds.PatientID == f"PHIPID{fname}"
         assert ds.PatientBirthDate == "19600101"
         px = ds.pixel_array
         assert px.dtype == np.uint16 and px.shape == (H, W)

@@ -11,8 +11,9 @@ Like the real INbreast DICOMs the files are Secondary Capture objects with
 16-bit MONOCHROME2 pixels and *no* Laterality / ImageLaterality /
 ViewPosition / windowing / rescale / pixel-spacing tags, so laterality and
 view must come from the file name or the CSV.  Fake identifying tags
-(PatientName, PatientID, PatientBirthDate) are included on purpose so that the
-pipeline can test that PHI never leaks into its outputs.
+(PatientName, PatientID, PatientBirthDate, InstitutionName, AccessionNumber,
+ReferringPhysicianName; their marker strings in PHI_MARKERS) are included on
+purpose so that the pipeline can test that PHI never leaks into its outputs.
 
 Images are drawn with vectorised numpy: a half-ellipse breast against the
 chest wall (left image edge for L, right edge for R), fibroglandular texture
@@ -106,6 +107,12 @@ class _ImageSpec:
 # --------------------------------------------------------------------------
 # metadata / labels
 # --------------------------------------------------------------------------
+
+
+# Strings of the fake identifying tags: none may appear in any output (tests/test_pipeline.py).
+# Each is 6+ characters, so that it cannot turn up by chance in binary files.
+PHI_MARKERS = ("PHANTOM^JANE", "19600101", "PHIPID", "PHIACC", "Mercy Hospital of Nowhere",
+               "PHYSICIAN^PHI")
 
 
 def _plan(patients: int, seed: int) -> list[_ImageSpec]:
@@ -469,8 +476,11 @@ def _write_dicom(path: Path, spec: _ImageSpec, img: np.ndarray, seed: int) -> No
     ds.ConversionType = "WSD"
     ds.Manufacturer = "mammosynth phantom"
     ds.PatientName = f"PHANTOM^JANE^{spec.file_name}"
-    ds.PatientID = f"PHI-{spec.file_name}"
+    ds.PatientID = f"PHIPID{spec.file_name}"
     ds.PatientBirthDate = "19600101"
+    ds.InstitutionName = "Phantom Mercy Hospital of Nowhere"
+    ds.AccessionNumber = f"PHIACC{spec.file_name}"
+    ds.ReferringPhysicianName = "PHYSICIAN^PHI^REFERRING"
     ds.PatientSex = "F"
     ds.BodyPartExamined = "BREAST"
     ds.StudyInstanceUID = _uid(seed, "study", spec.patient_hash)
