@@ -55,6 +55,7 @@ def small_profile(folder: Path) -> Path:
                                     "cpus_per_task": 1}
     profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
     profile["slurm-init-seconds-before-status-checks"] = 2
+    profile["seconds-between-status-checks"] = 2
     profile["latency-wait"] = 5
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))

@@ -133,3 +133,26 @@ def show(value, quote: bool = True, limit: int = 60) -> str:
     else:
         text = json.dumps(value, default=str)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def pretrained_file(value, arch: str, n_archs: int = 1) -> str | None:
+    """config classifier.pretrained -> the local weights file for `arch` (None: random init).
+
+    value: null/false, one file (one arch), or {arch: file}. Nothing can be downloaded, so
+    `true` is an error that says what to write instead.
+    """
+    key = "config classifier.pretrained"
+    if value is None or value is False:
+        return None
+    if value is True:
+        raise UserError(f"{key}: true, but nothing is downloaded (offline clusters); set it to a "
+                        "local .pth/.safetensors file, or {arch: file} for several archs")
+    if isinstance(value, dict):
+        if arch not in value:
+            raise UserError(f"{key}: no file for {arch}; add '{arch}: /path/to/weights'")
+        value = value[arch]
+    elif n_archs > 1:
+        raise UserError(f"{key}: one file for {n_archs} archs; give one per arch as {{arch: file}}")
+    if not Path(value).is_file():
+        raise UserError(f"{key}: {value} (for {arch}) does not exist")
+    return str(value)

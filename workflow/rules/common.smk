@@ -56,19 +56,24 @@ if not PHANTOM and not os.path.exists(DATA_ROOT):
         f"{config['dataset']['format']} data set as downloaded"
     )
 
-from mammosynth.ddpm.sample import n_shards
-from mammosynth.classify.model import pretrained_file  # registers timm model nasnetamobile
-from mammosynth.report.figures import CAPTIONS as FIGURE_CAPTIONS
-import difflib
-import timm
+from mammosynth.config import pretrained_file
+from mammosynth.ddpm import n_shards
+from mammosynth.report.captions import CAPTIONS as FIGURE_CAPTIONS
 
-for _arch in ARCHS:
-    if not timm.is_model(_arch):
-        _close = difflib.get_close_matches(_arch, timm.list_models(), n=1)
-        raise WorkflowError(
-            f"config classifier.archs: {_arch!r} is not a timm model name; "
-            + (f"did you mean {_close[0]!r}?" if _close else "see timm.list_models()")
-        )
+# Only in the main process: every cluster job parses this file again, and importing timm (and
+# torch) costs seconds per job.
+if workflow.is_main_process:
+    import difflib
+    import mammosynth.classify  # registers the timm model nasnetamobile
+    import timm
+
+    for _arch in ARCHS:
+        if not timm.is_model(_arch):
+            _close = difflib.get_close_matches(_arch, timm.list_models(), n=1)
+            raise WorkflowError(
+                f"config classifier.archs: {_arch!r} is not a timm model name; "
+                + (f"did you mean {_close[0]!r}?" if _close else "see timm.list_models()")
+            )
 
 try:
     PRETRAINED = {

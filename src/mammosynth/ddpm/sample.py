@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from mammosynth.ddpm import n_shards, shard_range  # noqa: F401  (re-exported)
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
 from mammosynth.runtime import device
@@ -130,12 +131,3 @@ def read_shards(shard_dirs: list[str | Path]) -> list[tuple[int, Path]]:
         raise UserError(f"synthetic shards {', '.join(map(str, shard_dirs))} do not hold images "
                         "0..n-1 exactly once; delete them and re-run")
     return sorted(out)
-
-
-def n_shards(total: int, shard_size: int) -> int:
-    return -(-total // shard_size) if total > 0 else 0
-
-
-def shard_range(shard: int, total: int, shard_size: int) -> tuple[int, int]:
-    start = shard * shard_size
-    return start, max(0, min(shard_size, total - start))

@@ -1,7 +1,7 @@
 """The report's figures (matplotlib, PNG): one function per figure kind.
 
-Figure files are named `{kind}-{detail}.png`; CAPTIONS[kind] is the caption the HTML page and
-Snakemake's report (workflow/report/figure.rst) show under each.
+Figure files are named `{kind}-{detail}.png`; report.captions.CAPTIONS[kind] is the caption the
+HTML page and Snakemake's report (workflow/report/report.rst) show under each.
 """
 
 from __future__ import annotations
@@ -18,26 +18,7 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 from mammosynth.imaging.png import read_png  # noqa: E402
-
-CAPTIONS = {
-    "scenarios": "Test metrics against the number of synthetic training images (the main result): "
-                 "mean over splits with the t 95% confidence interval, per classifier and "
-                 "checkpoint.",
-    "curves": "Training curves per scenario (paper 000's Figure 5): mean over splits, the band "
-              "spans the splits' minimum to maximum; solid = training, dashed = validation.",
-    "checkpoints": "Test accuracy per split, last against best weights (paper 002's Figure 1): "
-                   "one line per split, so every pair is visible.",
-    "roc": "ROC and precision-recall curves of the best weights, test predictions of all splits "
-           "pooled (multi-class: micro-average over one-vs-rest).",
-    "confusion": "Confusion matrices summed over splits (rows: true label; colour: row "
-                 "fraction; numbers: images).",
-    "samples": "Real training images (top) and synthetic images (bottom) of one label, same "
-               "preprocessing and size (paper 000's Table 2).",
-    "memorization": "Memorization audit: each synthetic image's similarity to its nearest real "
-                    "training image against the real images' own nearest-neighbour similarity.",
-    "pairs": "The synthetic images closest to a real training image, each above its nearest real "
-             "image: near copies here would contradict privacy claims.",
-}
+from mammosynth.report.captions import CAPTIONS  # noqa: E402, F401  (figures.CAPTIONS)
 
 COLORS = plt.get_cmap("tab10").colors
 

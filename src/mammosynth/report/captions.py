@@ -1,0 +1,22 @@
+"""Figure captions by kind (the part of a figure's name before the first "-"): shown under each
+figure on the HTML page and in Snakemake's report. A light module: the Snakefile imports it."""
+
+CAPTIONS = {
+    "scenarios": "Test metrics against the number of synthetic training images (the main result): "
+                 "mean over splits with the t 95% confidence interval, per classifier and "
+                 "checkpoint.",
+    "curves": "Training curves per scenario (paper 000's Figure 5): mean over splits, the band "
+              "spans the splits' minimum to maximum; solid = training, dashed = validation.",
+    "checkpoints": "Test accuracy per split, last against best weights (paper 002's Figure 1): "
+                   "one line per split, so every pair is visible.",
+    "roc": "ROC and precision-recall curves of the best weights, test predictions of all splits "
+           "pooled (multi-class: micro-average over one-vs-rest).",
+    "confusion": "Confusion matrices summed over splits (rows: true label; colour: row "
+                 "fraction; numbers: images).",
+    "samples": "Real training images (top) and synthetic images (bottom) of one label, same "
+               "preprocessing and size (paper 000's Table 2).",
+    "memorization": "Memorization audit: each synthetic image's similarity to its nearest real "
+                    "training image against the real images' own nearest-neighbour similarity.",
+    "pairs": "The synthetic images closest to a real training image, each above its nearest real "
+             "image: near copies here would contradict privacy claims.",
+}
