@@ -528,8 +528,8 @@ ROW_CASES = {  # name -> (builder, outcome)
     "no_dataset_root": (lambda r: {"format": "folder", "root": ""},
                         error(r"^config dataset\.root: required")),
     "unknown_dataset_format": (lambda r: {"format": "dicomdir"},
-                               error(r"^config dataset\.format: 'dicomdir' is not one of csv, "
-                                     r"folder, inbreast, phantom$")),
+                               error(r"^config dataset\.format: 'dicomdir' is not one of "
+                                     r"cbis_ddsm, .*, inbreast, .*vindr$")),
 }
 
 

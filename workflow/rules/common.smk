@@ -50,7 +50,19 @@ if max(SCENARIOS) > 0 and _attention and len(_attention) != _levels:
         f"ddpm.block_out_channels; give one true/false per level ({_levels})"
     )
 
-if not PHANTOM and not os.path.exists(DATA_ROOT):
+if config["dataset"]["format"] == "combined":
+    if not config["dataset"].get("sources"):
+        raise WorkflowError(
+            "config dataset.sources: format combined needs a list of sources "
+            "({format, root, birads}); see README, Data sets"
+        )
+    for _i, _source in enumerate(config["dataset"]["sources"]):
+        if not os.path.exists(_source["root"]):
+            raise WorkflowError(
+                f"config dataset.sources[{_i}].root: {_source['root']} does not exist; point it "
+                f"at the {_source['format']} data set as downloaded"
+            )
+elif not PHANTOM and not os.path.exists(DATA_ROOT):
     raise WorkflowError(
         f"config dataset.root: {DATA_ROOT} does not exist; point it at the "
         f"{config['dataset']['format']} data set as downloaded"

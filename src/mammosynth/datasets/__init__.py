@@ -18,6 +18,16 @@ from mammosynth.labels import label_map, label_names, normalize_birads
 INGEST_COLUMNS = ["image_id", "patient_id", "laterality", "view", "birads", "label",
                   "status", "reason", "source"]
 MANIFEST_COLUMNS = INGEST_COLUMNS + ["image_path"]
+# Kept when an adapter fills them: where the label was given (image, breast or patient: splits
+# are by patient whatever the level), the data set's own subset (VinDr-Mammo: training/test), and
+# the source data set (format combined).
+OPTIONAL_COLUMNS = ["label_level", "official_subset", "dataset"]
+
+# dataset.format -> module of this package with `read(root: Path, dataset: dict) -> list[dict]`
+# (one dict per input, INGEST_COLUMNS keys; `source` relative to root, or absolute).
+FORMATS = {"phantom": "inbreast", "inbreast": "inbreast", "csv": "csv", "folder": "folder",
+           "cbis_ddsm": "cbis_ddsm", "vindr": "vindr", "kau_bcmd": "kau_bcmd", "rsna": "rsna",
+           "cmmd": "cmmd", "mias": "mias", "combined": "combined"}
 
 
 def pseudonym(value: str, prefix: str) -> str:
@@ -27,20 +37,19 @@ def pseudonym(value: str, prefix: str) -> str:
 
 def ingest(dataset: dict, labels: dict) -> pd.DataFrame:
     """Read the data set named by the config's `dataset` section; label it with `labels`."""
-    from mammosynth.datasets import csv, folder, inbreast
+    import importlib
 
-    adapters = {"inbreast": inbreast.read, "phantom": inbreast.read,
-                "csv": csv.read, "folder": folder.read}
-    if dataset.get("format") not in adapters:
+    if dataset.get("format") not in FORMATS:
         raise UserError(f"config dataset.format: {dataset.get('format')!r} is not one of "
-                        f"{', '.join(sorted(adapters))}")
+                        f"{', '.join(sorted(FORMATS))}")
+    adapter = importlib.import_module(f"mammosynth.datasets.{FORMATS[dataset['format']]}")
     if not dataset.get("root"):
         raise UserError("config dataset.root: required (the folder holding the data set)")
     root = Path(dataset["root"])
     if not root.is_dir():
         raise UserError(f"config dataset.root: {root} is not a folder; point it at the data set "
                         "as downloaded")
-    rows = adapters[dataset["format"]](root, dataset)
+    rows = adapter.read(root, dataset)
     if not rows:
         raise UserError(f"config dataset.root: the data set has no inputs: no metadata rows and no "
                         f"image files were found under {root} (dataset.format: "
@@ -55,7 +64,7 @@ def finalize(rows: list[dict], labels: dict) -> pd.DataFrame:
     seen: set[str] = set()
     out = []
     for row in rows:
-        row = {col: row.get(col) or "" for col in INGEST_COLUMNS}
+        row = {col: row.get(col) or "" for col in INGEST_COLUMNS + OPTIONAL_COLUMNS}
         raw = row["birads"]
         reasons = [row["reason"]] if row["reason"] else []
         if raw:
@@ -82,4 +91,6 @@ def finalize(rows: list[dict], labels: dict) -> pd.DataFrame:
         out.append(row)
     if not out:
         raise UserError("the data set has no inputs: no metadata rows and no image files were found")
-    return pd.DataFrame(out, columns=INGEST_COLUMNS)
+    table = pd.DataFrame(out, columns=INGEST_COLUMNS + OPTIONAL_COLUMNS)
+    unused = [c for c in OPTIONAL_COLUMNS if (table[c] == "").all()]
+    return table.drop(columns=unused)

@@ -74,6 +74,8 @@ def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path
                            for k, i in zip(manifest.index, manifest["image_id"])],
                           index=manifest.index, columns=EXTRA_COLUMNS)
     manifest = pd.concat([manifest, extras], axis=1)
+    manifest = manifest[MANIFEST_COLUMNS + [c for c in manifest.columns
+                                            if c not in MANIFEST_COLUMNS]]
     fail_on_rejections(manifest, on_bad_image)
     counts = manifest["status"].value_counts().to_dict()
     log.info("manifest: %d inputs, %d ok, %d rejected", len(manifest), counts.get("ok", 0),
