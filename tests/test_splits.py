@@ -156,3 +156,82 @@ def test_images_of_selects_one_subset_and_label():
     assert images_of(manifest, split, "train", "n") == ["pd", "pa"]
     assert images_of(manifest, split, "train") == ["pd", "pa", "pb"]
     assert images_of(manifest, split, "test", "x") == []
+
+
+# --- splits.official_test: the data set's own test set (VinDr-Mammo's split column) -----------
+
+def official_manifest(patients: int = 60, seed: int = 0) -> pd.DataFrame:
+    """synthetic_manifest plus official_subset by patient: every 5th patient in 'test'; the
+    rejected rows keep their patient's subset."""
+    m = synthetic_manifest(patients, seed)
+    number = m["patient_id"].str[3:].astype(int)
+    return m.assign(official_subset=["test" if n % 5 == 0 else "training" for n in number])
+
+
+def test_official_test_set_is_every_splits_test_set():
+    m = official_manifest()
+    ok = m[m["status"] == "ok"]
+    official = set(ok.loc[ok["official_subset"] == "test", "image_id"])
+    splits = {s: make_split(m, s, seed=0, official_test=True, **FRACTIONS) for s in range(4)}
+    vals = set()
+    for s, split in splits.items():
+        assert set(split["image_id"]) == set(ok["image_id"]), s
+        assert set(split.loc[split["subset"] == "test", "image_id"]) == official, s
+        assert set(split["subset"]) == set(SUBSETS)
+        merged = split.merge(m[["image_id", "patient_id", "label"]], on="image_id")
+        # patients never straddle, every label everywhere
+        assert (merged.groupby("patient_id")["subset"].nunique() == 1).all(), s
+        for subset in SUBSETS:
+            assert set(merged.loc[merged["subset"] == subset, "label"]) == {"normal", "abnormal"}
+        check_split(split, m)
+        # val is still a ~val_fraction share of all ok images
+        assert 0.03 <= (split["subset"] == "val").mean() <= 0.2, s
+        vals.add(frozenset(split.loc[split["subset"] == "val", "image_id"]))
+    assert len(vals) == len(splits)  # split ids differ in train/val only
+
+
+def test_official_test_ignores_test_fraction():
+    m = official_manifest()
+    a = make_split(m, 0, seed=0, official_test=True, test_fraction=0.2, val_fraction=0.1)
+    b = make_split(m, 0, seed=0, official_test=True, test_fraction=0.4, val_fraction=0.1)
+    assert set(a.loc[a["subset"] == "test", "image_id"]) == set(
+        b.loc[b["subset"] == "test", "image_id"])
+
+
+def test_official_test_off_draws_its_own_test_set():
+    m = official_manifest()
+    split = make_split(m, 0, seed=0, **FRACTIONS)  # the default: the column is not used
+    official = set(m.loc[(m["status"] == "ok") & (m["official_subset"] == "test"), "image_id"])
+    assert set(split.loc[split["subset"] == "test", "image_id"]) != official
+
+
+def test_official_test_without_the_column_is_a_user_error(manifest):
+    with pytest.raises(UserError, match="splits.official_test") as err:
+        make_split(manifest, 0, official_test=True, **FRACTIONS)
+    assert "official_subset" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_official_test_with_no_test_image_is_a_user_error():
+    m = official_manifest().assign(official_subset="training")
+    with pytest.raises(UserError, match="splits.official_test: no usable image"):
+        make_split(m, 0, official_test=True, **FRACTIONS)
+
+
+def test_official_test_straddling_patient_is_a_user_error():
+    m = official_manifest()
+    ok = m[m["status"] == "ok"]
+    sizes = ok[ok["official_subset"] == "test"].groupby("patient_id").size()
+    patient = sizes[sizes >= 2].index[0]
+    row = ok.index[ok["patient_id"] == patient][0]
+    m.loc[row, "official_subset"] = "training"
+    with pytest.raises(UserError, match="both in the official test set and outside it") as err:
+        make_split(m, 0, official_test=True, **FRACTIONS)
+    assert patient in str(err.value)
+
+
+def test_official_test_missing_a_label_is_a_user_error():
+    m = official_manifest()
+    in_test = (m["official_subset"] == "test") & (m["status"] == "ok")
+    m.loc[in_test, "label"] = "abnormal"
+    with pytest.raises(UserError, match="official test set has no image labelled normal"):
+        make_split(m, 0, official_test=True, **FRACTIONS)

@@ -4,10 +4,16 @@ protocol rigorous (`make_split`): patient-grouped and label-stratified - test fi
 (StratifiedGroupKFold with 1/test_fraction folds; the first fold that has every label, and leaves
 every label outside it), then val from the rest the same way. Every group (patient) lands in
 exactly one subset; `check_split` verifies it from the files rather than trusting the construction.
+With `official_test` (config splits.official_test) the test subset is the data set's own test set
+(manifest column `official_subset` == "test", e.g. VinDr-Mammo's split column) for every split
+id (images with another or no official subset are "the rest"), test_fraction is unused, and val
+is drawn from the rest as above (val_fraction is still a share of all ok images): split ids then
+differ in train/val only (and not at all with val_fraction 0).
 
 protocol paper (`random_subsets`): both papers' "random 80:20 split" - image level, no grouping,
-no stratification. Paper 000 draws it over the pool of real and synthetic images
-(classify.data.compose); the split file holds the draw over the real images alone (scenario 0).
+no stratification, and no official test set (splits.official_test is ignored). Paper 000 draws
+it over the pool of real and synthetic images (classify.data.compose); the split file holds the
+draw over the real images alone (scenario 0).
 Split id "all" (paper 000's DDPMs, trained on every real image) puts every image in train.
 """
 
@@ -39,22 +45,58 @@ def _take_fold(frame: pd.DataFrame, fraction: float, group_by: str, seed: int) -
 
 
 def make_split(manifest: pd.DataFrame, split_id: int, *, test_fraction: float,
-               val_fraction: float, group_by: str = "patient_id", seed: int = 0) -> pd.DataFrame:
-    """The ok images of the manifest -> DataFrame(image_id, subset), grouped and stratified."""
+               val_fraction: float, group_by: str = "patient_id", seed: int = 0,
+               official_test: bool = False) -> pd.DataFrame:
+    """The ok images of the manifest -> DataFrame(image_id, subset), grouped and stratified;
+    with `official_test`, test = the data set's own test set (official_subset == "test")."""
     frame = manifest[manifest["status"] == "ok"].reset_index(drop=True)
     if group_by not in frame.columns:
         raise UserError(f"config splits.group_by: {group_by!r} is not a manifest column")
     frame = frame.assign(subset="train")
-    test = _take_fold(frame, test_fraction, group_by, seed + split_id)
+    if official_test:
+        test = _official_test(frame, group_by)
+        test_share = len(test) / len(frame)
+    else:
+        test = _take_fold(frame, test_fraction, group_by, seed + split_id)
+        test_share = test_fraction
     frame.loc[test, "subset"] = "test"
     if val_fraction:
         rest = frame[frame["subset"] == "train"]
-        val = _take_fold(rest, val_fraction / (1 - test_fraction), group_by,
+        val = _take_fold(rest, val_fraction / (1 - test_share), group_by,
                          seed + split_id + 10_000)
         frame.loc[val, "subset"] = "val"
     split = frame[["image_id", "subset"]]
     check_split(split, manifest, group_by)
     return split
+
+
+def _official_test(frame: pd.DataFrame, group_by: str) -> pd.Index:
+    """The ok images the data set itself puts in its test set; UserError if there are none, a
+    group has images on both sides, or a label is missing from either side."""
+    if "official_subset" not in frame.columns:
+        raise UserError("config splits.official_test: the manifest has no official_subset "
+                        "column (this data set has no official test set); set "
+                        "splits.official_test: false")
+    in_test = frame["official_subset"].astype(str).str.strip().str.lower() == "test"
+    if not in_test.any() or in_test.all():
+        side = "no" if not in_test.any() else "every"
+        raise UserError(f"config splits.official_test: {side} usable image is in the data "
+                        "set's official test set (official_subset 'test'); set "
+                        "splits.official_test: false")
+    sides = frame.assign(_test=in_test).groupby(group_by)["_test"].nunique()
+    straddle = sides[sides > 1]
+    if len(straddle):
+        raise UserError(f"config splits.official_test: {len(straddle)} {group_by}(s) have images "
+                        f"both in the official test set and outside it, e.g. "
+                        f"{straddle.index[0]}; set splits.official_test: false")
+    labels = set(frame["label"])
+    for name, mask in (("test", in_test), ("training", ~in_test)):
+        missing = labels - set(frame.loc[mask, "label"])
+        if missing:
+            raise UserError(f"config splits.official_test: the official {name} set has no "
+                            f"image labelled {', '.join(sorted(missing))}; set "
+                            "splits.official_test: false or use other labels")
+    return frame.index[in_test]
 
 
 def random_subsets(n: int, *, test_fraction: float, val_fraction: float,
