@@ -25,6 +25,12 @@ PAPER = config["protocol"] == "paper"
 DDPM_SPLITS = ["all"] if PAPER else SPLITS
 PHANTOM = config["dataset"]["format"] == "phantom"
 DATA_ROOT = config["dataset"]["root"]
+# The folders ingest reads: the data set's root, or each source's root (format combined).
+DATA_ROOTS = (
+    [s["root"] for s in config["dataset"].get("sources", [])]
+    if config["dataset"]["format"] == "combined"
+    else [DATA_ROOT]
+)
 ENV = "../envs/mammosynth.yaml"
 
 # What the schema cannot say, checked here (cheap ones first, before torch is imported) rather

@@ -18,7 +18,7 @@ if PHANTOM:
 
 rule ingest:
     input:
-        root=DATA_ROOT,
+        roots=DATA_ROOTS,
     output:
         "results/data/ingest.csv",
     params:
@@ -37,7 +37,7 @@ rule ingest:
 rule preprocess:
     input:
         ingest="results/data/ingest.csv",
-        root=DATA_ROOT,
+        roots=DATA_ROOTS,
     output:
         manifest=report(
             "results/data/manifest.csv",
@@ -46,6 +46,8 @@ rule preprocess:
         ),
         images=directory("results/data/images"),
     params:
+        # sources are relative to the data set's root (format combined: absolute)
+        root=lambda w, input: input.roots[0],
         size=config["preprocess"]["size"],
         on_bad_image=config["dataset"]["on_bad_image"],
     threads: 2

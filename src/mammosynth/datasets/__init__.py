@@ -43,10 +43,11 @@ def ingest(dataset: dict, labels: dict) -> pd.DataFrame:
         raise UserError(f"config dataset.format: {dataset.get('format')!r} is not one of "
                         f"{', '.join(sorted(FORMATS))}")
     adapter = importlib.import_module(f"mammosynth.datasets.{FORMATS[dataset['format']]}")
-    if not dataset.get("root"):
+    combined = dataset["format"] == "combined"  # each source has its own root
+    if not dataset.get("root") and not combined:
         raise UserError("config dataset.root: required (the folder holding the data set)")
-    root = Path(dataset["root"])
-    if not root.is_dir():
+    root = Path(dataset.get("root") or ".")
+    if not root.is_dir() and not combined:
         raise UserError(f"config dataset.root: {root} is not a folder; point it at the data set "
                         "as downloaded")
     rows = adapter.read(root, dataset)
