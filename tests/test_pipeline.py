@@ -416,12 +416,15 @@ def test_sutjiadi2025_preset_lists_the_paper_grid(tmp_path):
 
 @pytest.mark.integration
 def test_best_weights_preset_lists_six_archs_by_five_splits(tmp_path):
-    from mammosynth.datasets.phantom import write_phantom
-
-    root = tmp_path / "data"
-    write_phantom(root, patients=30, height=96, width=80)
-    (tmp_path / "config.yaml").write_text((REPO / "config/presets/best_weights.yaml").read_text())
-    run = snakemake(tmp_path, "-n", "--config", f"dataset={{root: '{root}'}}")
+    """Paper 002's preset: KAU-BCMD (1,3,4,5) + CBIS-DDSM (0,2) pooled; 6 archs x 5 splits."""
+    preset = yaml.safe_load((REPO / "config/presets/best_weights.yaml").read_text())
+    assert [(s["format"], s["birads"]) for s in preset["dataset"]["sources"]] == [
+        ("kau_bcmd", [1, 3, 4, 5]), ("cbis_ddsm", [0, 2])]
+    for source in preset["dataset"]["sources"]:
+        source["root"] = str(tmp_path / source["format"])
+        Path(source["root"]).mkdir()
+    write_config(tmp_path, preset)
+    run = snakemake(tmp_path, "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
     assert {k: int(counts.get(k, 0)) for k in ("train_ddpm", "train_classifier", "evaluate")} \
@@ -442,6 +445,8 @@ def test_paper_protocol_overlay_on_the_presets(tmp_path, preset, expected):
 
     root = tmp_path / "data"
     write_phantom(root, patients=30, height=96, width=80)
+    for source in ("KAU-BCMD", "CBIS-DDSM"):  # best_weights' sources, relative to the workdir
+        (root / source).mkdir()
     cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "-n", "--configfile", str(REPO / f"config/presets/{preset}.yaml"),
            str(REPO / "config/presets/paper_protocol.yaml"),
