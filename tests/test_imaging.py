@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import JPEG2000, JPEG2000Lossless, RLELossless
 
 from mammosynth.errors import ImageError
 from mammosynth.imaging import preprocess_array, read_image, read_png, write_png
+from mammosynth.imaging.decode import j2k_header, load_image, reduce_levels, reduced_j2k
 
 from conftest import breast_image, breast_pixels, write_mg_dicom
 
@@ -423,3 +424,125 @@ def test_png_float_input_and_8_bit_read(tmp_path):
         assert np.asarray(im).tolist() == [[0, 32768, 65535, 65535]]
     Image.fromarray(np.array([[0, 255]], np.uint8)).save(tmp_path / "g8.png")
     np.testing.assert_allclose(read_png(tmp_path / "g8.png"), [[0.0, 1.0]])
+
+
+# --- reduced-resolution JPEG 2000 decoding -----------------------------------------------------
+
+def j2k_mammogram(path: Path, height: int = 256, width: int = 192, bits: int = 12,
+                  syntax=JPEG2000Lossless, **tags) -> Path:
+    """A noisy breast phantom, `bits` stored, compressed as `syntax` (JPEG 2000 by default)."""
+    rng = np.random.default_rng(height + width)
+    top = 2 ** bits - 1
+    pixels = breast_image(height, width, "R") * (top - 200) + rng.normal(0, 20, (height, width))
+    plain = write_mg_dicom(path, np.clip(pixels + 100, 0, top).round().astype(np.uint16), **tags)
+    ds = pydicom.dcmread(plain)
+    ds.BitsStored, ds.HighBit = bits, bits - 1
+    if syntax is not None:
+        ds.compress(syntax, **({"j2k_cr": [20]} if syntax == JPEG2000 else {}))
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def block_mean(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    f = image.shape[0] // shape[0]
+    return image[:shape[0] * f, :shape[1] * f].reshape(shape[0], f, shape[1], f).mean(axis=(1, 3))
+
+
+def test_reduce_levels_keeps_twice_the_target_on_the_short_side():
+    assert reduce_levels(3328, 2560, 256) == 2  # 832 x 640: 640 >= 512, 320 would not be
+    assert reduce_levels(4096, 3328, 256) == 2  # 1024 x 832
+    assert reduce_levels(5355, 4915, 256) == 3  # 670 x 615
+    assert reduce_levels(3328, 2560, 64) == 4  # 208 x 160
+    assert reduce_levels(3328, 2560, 64, levels=3) == 3  # no more than the codestream holds
+    assert reduce_levels(3328, 2560, 2000) == 0 and reduce_levels(3328, 2560, None) == 0
+    assert reduce_levels(2049, 2049, 512) == 1  # sides round up: 1025 >= 1024
+
+
+def test_j2k_header_of_a_pydicom_codestream(tmp_path):
+    from pydicom.encaps import get_frame
+
+    ds = pydicom.dcmread(j2k_mammogram(tmp_path / "j.dcm"))
+    assert j2k_header(get_frame(ds.PixelData, 0, number_of_frames=1)) == (12, False, 5)
+    assert j2k_header(b"\x00" * 64) is None
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEG2000])
+@pytest.mark.parametrize("target,shape", [(32, (128, 96)), (16, (64, 48))])
+def test_reduced_j2k_decode_is_the_full_decode_downsampled(tmp_path, syntax, target, shape):
+    path = j2k_mammogram(tmp_path / "j.dcm", syntax=syntax)
+    full, (small, stored) = read_image(path), load_image(path, target)
+    assert full.shape == stored == (256, 192) and small.shape == shape
+    assert min(shape) >= 2 * target
+    assert small.dtype == np.float32 and small.min() == 0.0 and small.max() == pytest.approx(1.0)
+    shrunk = block_mean(full, shape)
+    assert np.corrcoef(shrunk.ravel(), small.ravel())[0, 1] > 0.99
+    assert np.abs(shrunk - small).mean() < 0.02
+    # preprocessed, the two are the same picture
+    a, b = (preprocess_array(x, "R", target)[0].astype(np.float64) for x in (full, small))
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+
+
+def test_reduced_decode_applies_rescale_window_and_monochrome1(tmp_path):
+    tags = dict(RescaleSlope=2, RescaleIntercept=-1000, RescaleType="US",
+                WindowCenter=[3000, 100], WindowWidth=[6000, 50], VOILUTFunction="SIGMOID",
+                photometric="MONOCHROME1")
+    path = j2k_mammogram(tmp_path / "w.dcm", **tags)
+    full, small = read_image(path), read_image(path, target=16)
+    assert small.shape == (64, 48)
+    assert np.corrcoef(block_mean(full, (64, 48)).ravel(), small.ravel())[0, 1] > 0.99
+    # the stored breast is bright; MONOCHROME1 makes it dark
+    inside = breast_image(64, 48, "R") > 0.5
+    assert small[inside].mean() < small[~inside].mean()
+
+
+def test_reduced_decode_of_signed_j2k():
+    # pydicom's MR_small_jp2klossless: signed 16-bit (PixelRepresentation 1), relabelled MG
+    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    ds.Modality = "MG"
+    small = reduced_j2k(ds, 16)
+    full = ds.pixel_array
+    assert small.dtype == full.dtype == np.int16 and small.shape == (32, 32)
+    assert abs(small.mean() - full.mean()) < 0.02 * (full.max() - full.min())
+    assert np.corrcoef(block_mean(full, (32, 32)).ravel(), small.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("syntax", [None, RLELossless])
+def test_reduced_decode_is_for_jpeg2000_only(tmp_path, syntax):
+    path = j2k_mammogram(tmp_path / "p.dcm", syntax=syntax)
+    np.testing.assert_array_equal(read_image(path, target=16), read_image(path))
+    rle = resave(get_testdata_file("MR_small_RLE.dcm"), tmp_path / "rle.dcm", Modality="MG")
+    np.testing.assert_array_equal(read_image(rle, target=8), read_image(rle))
+    png = tmp_path / "g16.png"
+    Image.fromarray((breast_image(256, 192) * 65535).round().astype(np.uint16)).save(png)
+    np.testing.assert_array_equal(read_image(png, target=16), read_image(png))
+
+
+def test_reduced_decode_falls_back_to_a_full_decode(tmp_path, monkeypatch):
+    path = j2k_mammogram(tmp_path / "j.dcm")
+    full = read_image(path)
+
+    def broken(*args, **kwargs):
+        raise OSError("decoder broke")
+
+    monkeypatch.setattr("mammosynth.imaging.decode.Image.open", broken)
+    np.testing.assert_array_equal(read_image(path, target=16), full)
+    monkeypatch.undo()
+    # a target too large to discard anything: a full decode
+    np.testing.assert_array_equal(read_image(path, target=128), full)
+
+
+def test_preprocess_table_decodes_j2k_reduced_and_records_the_stored_size(tmp_path):
+    import pandas as pd
+
+    from mammosynth.datasets import INGEST_COLUMNS
+    from mammosynth.imaging.pipeline import preprocess_table
+
+    j2k_mammogram(tmp_path / "data/j.dcm")
+    row = dict.fromkeys(INGEST_COLUMNS, "") | {"image_id": "j", "status": "ok",
+                                               "source": "j.dcm", "laterality": "R"}
+    manifest = preprocess_table(pd.DataFrame([row]), tmp_path / "data", tmp_path / "out", size=32)
+    rec = manifest.iloc[0]
+    assert rec["status"] == "ok" and (rec["orig_height"], rec["orig_width"]) == (256, 192)
+    reduced = preprocess_array(read_image(tmp_path / "data/j.dcm", target=32), "R", 32)[0]
+    np.testing.assert_array_equal(read_png(rec["image_path"]),
+                                  reduced.astype(np.float32) / np.float32(65535))

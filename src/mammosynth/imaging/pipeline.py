@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from mammosynth.datasets import MANIFEST_COLUMNS
+from mammosynth.datasets import MANIFEST_COLUMNS, OPTIONAL_COLUMNS
 from mammosynth.errors import ImageError, UserError
 from mammosynth.imaging.breast import preprocess_array
-from mammosynth.imaging.decode import read_image
+from mammosynth.imaging.decode import load_image
 from mammosynth.imaging.png import write_png
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,10 @@ EXTRA_COLUMNS = ["orig_height", "orig_width", "flipped", "laterality_from", "che
 def _one(task):
     image_id, path, laterality, out_path, size = task
     try:
-        image, info = preprocess_array(read_image(path), laterality, size)
+        # size: a JPEG 2000 DICOM is decoded at reduced resolution when that is enough for it
+        image, stored = load_image(path, target=size)
+        image, info = preprocess_array(image, laterality, size)
+        info["orig_height"], info["orig_width"] = stored  # the file's size, not the decoded one
         write_png(out_path, image)
         return image_id, "", info
     except ImageError as e:
@@ -74,10 +77,9 @@ def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path
                            for k, i in zip(manifest.index, manifest["image_id"])],
                           index=manifest.index, columns=EXTRA_COLUMNS)
     manifest = pd.concat([manifest, extras], axis=1)
-    manifest = manifest[MANIFEST_COLUMNS + [c for c in manifest.columns
-                                            if c not in MANIFEST_COLUMNS]]
     fail_on_rejections(manifest, on_bad_image)
     counts = manifest["status"].value_counts().to_dict()
     log.info("manifest: %d inputs, %d ok, %d rejected", len(manifest), counts.get("ok", 0),
              counts.get("rejected", 0))
-    return manifest[MANIFEST_COLUMNS + EXTRA_COLUMNS]
+    return manifest[MANIFEST_COLUMNS + EXTRA_COLUMNS
+                    + [c for c in OPTIONAL_COLUMNS if c in manifest.columns]]
