@@ -546,3 +546,33 @@ def test_preprocess_table_decodes_j2k_reduced_and_records_the_stored_size(tmp_pa
     reduced = preprocess_array(read_image(tmp_path / "data/j.dcm", target=32), "R", 32)[0]
     np.testing.assert_array_equal(read_png(rec["image_path"]),
                                   reduced.astype(np.float32) / np.float32(65535))
+
+
+def test_for_processing_dicom_is_refused(tmp_path):
+    from conftest import breast_pixels, write_mg_dicom
+
+    path = write_mg_dicom(tmp_path / "raw.dcm", breast_pixels(),
+                          PresentationIntentType="FOR PROCESSING")
+    with pytest.raises(ImageError, match="FOR PROCESSING"):
+        read_image(path)
+    ok = write_mg_dicom(tmp_path / "shown.dcm", breast_pixels(),
+                        PresentationIntentType="FOR PRESENTATION")
+    assert read_image(ok).shape == (64, 64)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_pixel_padding_becomes_background(tmp_path, photometric):
+    """Padding (here 65535, outside the detector) must not stretch the scale or show as tissue."""
+    from conftest import write_mg_dicom
+
+    pixels = np.full((64, 64), 1000, dtype=np.uint16)
+    pixels[:, :32] = 3000  # tissue (MONOCHROME2: bright) vs background
+    pixels[:8, :] = 65535  # padding
+    if photometric == "MONOCHROME1":
+        pixels[8:] = 4000 - pixels[8:]  # tissue 1000 (bright once inverted), background 3000
+    path = write_mg_dicom(tmp_path / f"{photometric}.dcm", pixels, photometric=photometric,
+                          PixelPaddingValue=65535)
+    image = read_image(path)
+    assert image[8:, :32].min() == pytest.approx(1.0)  # tissue spans the full range
+    assert image[8:, 32:].max() == pytest.approx(0.0)  # background black
+    assert image[:8].max() == pytest.approx(0.0)  # padding black too

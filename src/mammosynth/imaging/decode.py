@@ -2,6 +2,7 @@
 
 DICOM: pydicom with the pylibjpeg plugins (JPEG, JPEG-LS, JPEG 2000, RLE), modality LUT (rescale),
 VOI LUT or window (LINEAR, LINEAR_EXACT, SIGMOID; the first of several), MONOCHROME1 inverted,
+PixelPaddingValue pixels set to background, FOR PROCESSING images refused,
 then scaled by the values actually present (INbreast stores 16 bits but reaches ~3000, and has no
 window). Other formats (PNG, JPEG, TIFF, PGM) through Pillow. Anything that is not a usable
 grayscale mammogram raises ImageError with the reason in words (one line), including sizes no
@@ -96,6 +97,9 @@ def read_dicom(path: Path, target: int | None = None) -> tuple[np.ndarray, tuple
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageError(f"DICOM is {photometric or 'untyped (no PhotometricInterpretation)'} with "
                          f"{samples} samples per pixel; a mammogram is grayscale (MONOCHROME1/2)")
+    if str(ds.get("PresentationIntentType", "")).upper() == "FOR PROCESSING":
+        raise ImageError("DICOM is FOR PROCESSING (raw detector data, not meant for reading); "
+                         "use the FOR PRESENTATION image of this view")
     frames = _number(ds, "NumberOfFrames", 1)
     if frames > 1:
         raise ImageError(f"DICOM has {frames} frames; expected one image")
@@ -123,7 +127,26 @@ def read_dicom(path: Path, target: int | None = None) -> tuple[np.ndarray, tuple
         except Exception as e:
             raise ImageError("cannot apply the DICOM window (WindowCenter, WindowWidth, "
                              f"VOILUTFunction, VOILUTSequence): {_said(e)}") from e
-    return _unit_range(image, invert=photometric == "MONOCHROME1"), stored
+    invert = photometric == "MONOCHROME1"
+    pad = _padding(ds, pixels)
+    if pad is not None:  # padding (outside the detector) becomes background, not a grey level
+        image = np.array(image, dtype=np.float32)
+        image[pad] = image[~pad].max() if invert else image[~pad].min()
+    return _unit_range(image, invert=invert), stored
+
+
+def _padding(ds, pixels: np.ndarray) -> np.ndarray | None:
+    """Stored pixels equal to PixelPaddingValue (or in the range up to PixelPaddingRangeLimit),
+    or None when there is no padding (or nothing but padding)."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    try:
+        a = int(ds.PixelPaddingValue)
+        b = int(ds.get("PixelPaddingRangeLimit", a))
+    except (TypeError, ValueError):
+        return None  # malformed tag: ignore it rather than reject the image
+    pad = (pixels >= min(a, b)) & (pixels <= max(a, b))
+    return pad if pad.any() and not pad.all() else None
 
 
 def reduce_levels(rows: int, columns: int, target: int | None, levels: int = 32) -> int:
