@@ -285,8 +285,17 @@ def _check_weights(path: str | None) -> Path:
 
 
 def _inception(weights: Path):
+    import torch
     from torchmetrics.image.fid import NoTrainInceptionV3
 
+    # torch-fidelity unpickles the file with weights_only=False: load it safely first, so a file
+    # holding anything but tensors is refused before any of its code could run.
+    try:
+        torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"config quality.inception_weights: {weights} is not a plain state dict "
+                        f"(refused without unpickling: {first})") from None
     try:
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                   feature_extractor_weights_path=str(weights))
