@@ -293,9 +293,10 @@ def _inception(weights: Path):
     try:
         torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"config quality.inception_weights: {weights} is not a plain state dict "
-                        f"(refused without unpickling: {first})") from None
+        first = str(e).strip().split(". ")[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"config quality.inception_weights: {weights} is not an Inception-v3 "
+                        f"state dict of plain tensors (refused without unpickling: {first})") \
+            from None
     try:
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                   feature_extractor_weights_path=str(weights))
