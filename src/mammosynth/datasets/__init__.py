@@ -35,6 +35,25 @@ def pseudonym(value: str, prefix: str) -> str:
     return prefix + hashlib.sha256(str(value).encode()).hexdigest()[:16]
 
 
+def read_metadata(path: Path, required: tuple[str, ...], what: str, hint: str) -> pd.DataFrame:
+    """A comma-separated metadata table as stripped strings (empty cells ''), with `_line` (its
+    line in the file); a one-line UserError naming the file when it cannot be read or lacks a
+    required column. what: e.g. "the RSNA train.csv table"; hint: what to do about it."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except Exception as e:  # a broken or non-table file
+        raise UserError(f"{path}: cannot read it as {what} ({' '.join(str(e).split())}); "
+                        "restore the file as downloaded") from e
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (found: "
+                        f"{', '.join(table.columns)}); {hint}")
+    table = table.apply(lambda col: col.astype(str).str.strip())
+    table["_line"] = range(2, len(table) + 2)
+    return table
+
+
 def ingest(dataset: dict, labels: dict) -> pd.DataFrame:
     """Read the data set named by the config's `dataset` section; label it with `labels`."""
     import importlib

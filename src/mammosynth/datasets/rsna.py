@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mammosynth.datasets import read_metadata
 from mammosynth.errors import UserError
 
 TRAIN, TEST = "train.csv", "test.csv"
@@ -62,21 +63,8 @@ def find_folder(root: Path) -> Path:
 
 
 def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """A competition table as stripped strings (empty cells ''), with `_line` (its file line)."""
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except Exception as e:  # a broken or non-table file
-        raise UserError(f"{path}: cannot read it as the RSNA {path.name} table "
-                        f"({' '.join(str(e).split())}); restore the file as downloaded") from e
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(table.columns)}); restore the comma-separated file as "
-                        "downloaded from Kaggle")
-    table = table.apply(lambda col: col.astype(str).str.strip())
-    table["_line"] = range(2, len(table) + 2)
-    return table
+    return read_metadata(path, required, f"the RSNA {path.name} table",
+                         "restore the comma-separated file as downloaded from Kaggle")
 
 
 def read(root: Path, dataset: dict) -> list[dict]:

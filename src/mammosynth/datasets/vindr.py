@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mammosynth.datasets import read_metadata
 from mammosynth.errors import UserError
 
 TABLE = "breast-level_annotations.csv"
@@ -56,21 +57,8 @@ def find_table(root: Path) -> Path:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """The breast-level table as stripped strings, with `_line` (its line in the file)."""
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except Exception as e:  # a broken or non-table file
-        raise UserError(f"{path}: cannot read it as the VinDr-Mammo breast-level table "
-                        f"({' '.join(str(e).split())}); restore the file as downloaded") from e
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in REQUIRED if c not in table.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(table.columns)}); is it the comma-separated file as "
-                        "shipped?")
-    table = table.apply(lambda col: col.astype(str).str.strip())
-    table["_line"] = range(2, len(table) + 2)
-    return table
+    return read_metadata(path, REQUIRED, "the VinDr-Mammo breast-level table",
+                         "is it the comma-separated file as shipped?")
 
 
 def read(root: Path, dataset: dict) -> list[dict]:
