@@ -89,6 +89,21 @@ def config_summary(config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["setting", "value"]).astype(str)
 
 
+def sample_images(manifest: pd.DataFrame, split_file: str | None, labels: list[str],
+                  shards: list[str]) -> dict:
+    """{label: (real training images of the DDPMs' split, that label's synthetic images)} for
+    the sample grids; {} when the run made no synthetic image."""
+    from mammosynth.ddpm.sample import read_shards
+    from mammosynth.splits import images_of
+
+    if not shards:
+        return {}
+    split = pd.read_csv(split_file, dtype=str)
+    return {label: (images_of(manifest, split, "train", label),
+                    [str(p) for _, p in read_shards([shard])])
+            for label, shard in zip(labels, shards)}
+
+
 def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
                  predictions: list[str], models: list[dict],
                  manifest: pd.DataFrame, splits: dict, leakage: pd.DataFrame,
