@@ -67,7 +67,7 @@ def test_fixture_is_the_real_file(inbreast_csv):
 
 def test_read_metadata_counts(tmp_path, inbreast_csv):
     shutil.copyfile(inbreast_csv, tmp_path / "INbreast.csv")
-    table, path = inbreast.read_metadata(tmp_path)
+    table, path = inbreast.read_index(tmp_path)
     assert path == tmp_path / "INbreast.csv"
     assert len(table) == 410
     assert dict(Counter(table["Bi-Rads"])) == BIRADS_COUNTS

@@ -35,12 +35,16 @@ def pseudonym(value: str, prefix: str) -> str:
     return prefix + hashlib.sha256(str(value).encode()).hexdigest()[:16]
 
 
-def read_metadata(path: Path, required: tuple[str, ...], what: str, hint: str) -> pd.DataFrame:
-    """A comma-separated metadata table as stripped strings (empty cells ''), with `_line` (its
-    line in the file); a one-line UserError naming the file when it cannot be read or lacks a
-    required column. what: e.g. "the RSNA train.csv table"; hint: what to do about it."""
+def read_metadata(path: Path, required: tuple[str, ...], what: str, hint: str,
+                  read=None) -> pd.DataFrame:
+    """A metadata table as stripped strings (empty cells ''), with `_line` (its line in the
+    file); a one-line UserError naming the file when it cannot be read or lacks a required
+    column. what: e.g. "the RSNA train.csv table"; hint: what to do about it; read: path ->
+    DataFrame of strings (default: comma-separated UTF-8)."""
+    read = read or (lambda p: pd.read_csv(p, dtype=str, keep_default_na=False,
+                                          encoding="utf-8-sig"))
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table = read(path)
     except Exception as e:  # a broken or non-table file
         raise UserError(f"{path}: cannot read it as {what} ({' '.join(str(e).split())}); "
                         "restore the file as downloaded") from e

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mammosynth.datasets import read_metadata
 from mammosynth.errors import UserError
 
 NAME = re.compile(r"^(?P<file>\d+)_(?P<case>[0-9a-fA-F]+)_MG_(?P<lat>[LR])_(?P<view>[A-Z]+)_ANON$")
@@ -22,7 +23,7 @@ REQUIRED = ("Laterality", "View", "File Name", "Bi-Rads")
 VIEWS = {"ML": "MLO"}
 
 
-def read_metadata(root: Path) -> tuple[pd.DataFrame, Path]:
+def read_index(root: Path) -> tuple[pd.DataFrame, Path]:
     """INbreast.csv (preferred) or INbreast.xls under root, as strings, stripped, totals dropped."""
     for pattern in ("INbreast.csv", "INbreast.xls"):
         found = sorted(root.rglob(pattern))
@@ -32,31 +33,23 @@ def read_metadata(root: Path) -> tuple[pd.DataFrame, Path]:
     else:
         raise UserError(f"{root}: no INbreast.csv or INbreast.xls found; point dataset.root at the "
                         "'INbreast Release 1.0' folder")
-    try:
-        if path.suffix == ".csv":
-            table = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False,
-                                encoding="latin-1")
-        else:
-            table = pd.read_excel(path, dtype=str).fillna("")
-    except Exception as e:  # a broken or non-table file
-        raise UserError(f"{path}: cannot read it as the INbreast metadata table "
-                        f"({' '.join(str(e).split())}); restore the file as downloaded") from e
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in REQUIRED if c not in table.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(table.columns)}); is it semicolon-separated as shipped?")
-    table = table.apply(lambda col: col.astype(str).str.strip())
+    if path.suffix == ".csv":
+        def read(p):
+            return pd.read_csv(p, sep=";", dtype=str, keep_default_na=False, encoding="latin-1")
+    else:
+        def read(p):
+            return pd.read_excel(p, dtype=str).fillna("")
+    table = read_metadata(path, REQUIRED, "the INbreast metadata table",
+                          "is it semicolon-separated as shipped?", read)
     # File Name: '22678622' in the csv, '22678622.0' in the xls; the xls totals rows have none.
     table["File Name"] = table["File Name"].str.replace(r"\.0+$", "", regex=True)
-    table["_line"] = range(2, len(table) + 2)
     if path.suffix == ".xls":
         table = table[table["File Name"].str.fullmatch(r"\d+")]
     return table, path
 
 
 def read(root: Path, dataset: dict) -> list[dict]:
-    table, meta_path = read_metadata(root)
+    table, meta_path = read_index(root)
     meta_name = meta_path.relative_to(root).as_posix()
     files: dict[str, list[Path]] = {}
     rows: list[dict] = []
