@@ -20,18 +20,25 @@ import torch
 from safetensors.torch import load_file
 
 import mammosynth.ddpm.train as ddpm_train
-from mammosynth.ddpm.sample import (SCHEDULERS, image_seed, make_scheduler, model_hash, n_shards,
-                                    read_shards, sample_shard, shard_range)
-from mammosynth.ddpm.train import load_images, train_ddpm
+from mammosynth.ddpm import sample as ddpm_sample
+from mammosynth.ddpm.sample import (MODEL_INFO, SAMPLER_SETTINGS, SCHEDULERS, generate,
+                                    image_seed, make_scheduler, model_hash, model_info, n_shards,
+                                    postprocess, read_shards, sample_shard, shard_range)
+from mammosynth.ddpm.train import build_scheduler, load_images, loss_weights, train_ddpm
 from mammosynth.errors import UserError
+from mammosynth.imaging.breast import mask_like_real
 from mammosynth.imaging.png import read_png, write_png
 
 WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
-INDEX_COLUMNS = ["image", "index", "seed", "scheduler", "steps", "model_hash"]
+INDEX_COLUMNS = ["image", "index", "seed", "scheduler", "steps", "guidance_scale", "model_hash",
+                 "postprocess"]
+SAMPLING = {"scheduler": "ddim", "steps": 3, "guidance_scale": 1.0}
 
 
 def ddpm_cfg(**overrides) -> dict:
-    """Every key train_ddpm reads, tiny values."""
+    """Every key train_ddpm needs, tiny values (the optional recipe keys - conditioning,
+    prediction_type, zero_terminal_snr, snr_gamma, ... - keep train_ddpm's plain-epsilon
+    defaults unless a test sets them)."""
     cfg = dict(image_size=16, block_out_channels=[8, 16], attention_levels=[False, True],
                layers_per_block=1, dropout=0.0, timesteps=50, beta_schedule="linear", steps=6,
                batch_size=2, lr=1e-3, weight_decay=0.0, warmup_steps=1, ema_decay=0.9,
@@ -337,6 +344,9 @@ def test_images_do_not_depend_on_shard_or_batch_size(tmp_path, trained, schedule
     assert {r["scheduler"] for r in rows} == {scheduler}
     assert {int(r["steps"]) for r in rows} == {steps}
     assert {r["model_hash"] for r in rows} == {model_hash(trained)}
+    assert {r["guidance_scale"] for r in rows} == {""}  # an unconditional model has no guidance
+    assert all(r["postprocess"] in ("masked", "flipped")
+               or r["postprocess"].startswith("kept as sampled: ") for r in rows)
     assert rows == [dict(r) for r in read_index(tmp_path / "s0") + read_index(tmp_path / "s1")]
 
 
@@ -401,7 +411,8 @@ def _fake_shard(folder: Path, indices: list[int]) -> Path:
         writer.writeheader()
         for i in indices:
             writer.writerow({"image": f"x_{i:05d}.png", "index": i, "seed": 1,
-                             "scheduler": "ddpm", "steps": 5, "model_hash": "h"})
+                             "scheduler": "ddpm", "steps": 5, "guidance_scale": "",
+                             "model_hash": "h", "postprocess": "masked"})
     return folder
 
 
@@ -442,10 +453,325 @@ def test_saved_weights_are_the_ema_weights(tmp_path):
 
 def test_gradient_accumulation_and_sample_grid(tmp_path):
     paths = write_images(tmp_path / "img")
-    train_ddpm(paths, tmp_path / "m", ddpm_cfg(grad_accum=2, grid_images=5, grid_steps=3),
-               seed=0, checkpoint=tmp_path / "m.pt")
+    train_ddpm(paths, tmp_path / "m", ddpm_cfg(grad_accum=2, grid_images=5), seed=0,
+               checkpoint=tmp_path / "m.pt", sampling=SAMPLING)
     history = read_history(tmp_path / "m")
     assert [int(r["step"]) for r in history] == [2, 4, 6]
     grid = read_png(tmp_path / "m/samples.png")
     assert grid.shape == (2 * 16, 3 * 16)  # 5 images on a 3-column grid
     assert grid[:, :32].std() > 0 and np.all(grid[16:, 32:] == 0)  # the 6th cell stays empty
+
+
+def test_sample_grid_is_postprocessed_and_needs_sampling_settings(tmp_path):
+    paths = write_images(tmp_path / "img")
+    # no sampling settings: no grid, whatever grid_images says
+    train_ddpm(paths, tmp_path / "none", ddpm_cfg(steps=2, grid_images=4), seed=0,
+               checkpoint=tmp_path / "none.pt")
+    assert not (tmp_path / "none/samples.png").exists()
+    train_ddpm(paths, tmp_path / "zero", ddpm_cfg(steps=2, grid_images=0), seed=0,
+               checkpoint=tmp_path / "zero.pt", sampling=SAMPLING)
+    assert not (tmp_path / "zero/samples.png").exists()
+
+    # the grid shows exactly what sample_shard would write: the same seeds, post-processed
+    train_ddpm(paths, tmp_path / "m", ddpm_cfg(steps=2, grid_images=4), seed=7,
+               checkpoint=tmp_path / "m.pt", sampling=SAMPLING)
+    grid = np.round(read_png(tmp_path / "m/samples.png").astype(np.float64) * 65535)
+    from diffusers import DDPMScheduler, UNet2DModel
+    unet = UNet2DModel.from_pretrained(tmp_path / "m", subfolder="unet").eval()
+    base = DDPMScheduler.from_pretrained(tmp_path / "m", subfolder="scheduler").config
+    sched = make_scheduler(base, SAMPLING["scheduler"], SAMPLING["steps"])
+    raw = generate(unet, sched, [7 + i for i in range(4)], SAMPLING["steps"])
+    for k, image in enumerate(raw):
+        r, c = divmod(k, 2)
+        expected = postprocess(image, 16)[0].astype(np.float64)
+        cell = grid[r * 16:(r + 1) * 16, c * 16:(c + 1) * 16]
+        # the grid goes through [0, 1] floats and back: at most one 16-bit level of round-off
+        assert np.abs(cell - expected).max() <= 1, k
+
+
+def test_label_dict_is_the_same_as_a_plain_list(tmp_path, images, trained):
+    """{label: paths} with per-label conditioning trains exactly the plain list's model, and
+    mammosynth.json names the label."""
+    out = tmp_path / "normal"
+    train_ddpm({"normal": images}, out, ddpm_cfg(conditioning="per_label"), seed=0,
+               checkpoint=tmp_path / "normal.ckpt")
+    assert_bitwise_equal(weights(trained), weights(out))
+    assert json.loads((out / MODEL_INFO).read_text()) == {
+        "conditioning": "per_label", "labels": ["normal"], "null_class": None}
+    assert model_info(out)["conditioning"] == "per_label"
+    assert model_info(trained) == {"conditioning": "per_label", "labels": [""],
+                                   "null_class": None}
+    # a folder without mammosynth.json (an older pipeline) reads as per-label
+    assert model_info(tmp_path) == {"conditioning": "per_label", "labels": [],
+                                    "null_class": None}
+    with pytest.raises(UserError, match="abnormal has no training images"):
+        train_ddpm({"normal": images, "abnormal": []}, tmp_path / "m",
+                   ddpm_cfg(conditioning="class"), seed=0, checkpoint=tmp_path / "m.ckpt")
+
+
+# --------------------------------------------------------------------------- class conditioning
+
+LABELS = ["normal", "abnormal"]
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory, images) -> Path:
+    """One tiny class-conditional model on two labels (3 images each)."""
+    root = tmp_path_factory.mktemp("ddpm_class")
+    out = root / "model"
+    train_ddpm({"normal": images[:3], "abnormal": images[3:]}, out,
+               ddpm_cfg(conditioning="class", label_dropout=0.5, grid_images=2), seed=0,
+               checkpoint=root / "model.ckpt", sampling=SAMPLING)
+    return out
+
+
+def test_class_conditional_model_round_trips(conditional):
+    from diffusers import DDPMPipeline, UNet2DModel
+
+    pipeline = DDPMPipeline.from_pretrained(conditional)
+    assert pipeline.unet.config.num_class_embeds == 3  # two labels + "no label"
+    assert json.loads((conditional / MODEL_INFO).read_text()) == {
+        "conditioning": "class", "labels": LABELS, "null_class": 2}
+    assert model_info(conditional)["labels"] == LABELS
+
+    unet = UNet2DModel.from_pretrained(conditional, subfolder="unet").eval()
+    pipeline.unet.eval()
+    x = torch.randn((2, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 40])
+    with torch.no_grad():
+        for label in (0, 1, 2):
+            labels = torch.full((2,), label)
+            a = pipeline.unet(x, t, class_labels=labels).sample
+            b = unet(x, t, class_labels=labels).sample
+            assert torch.equal(a, b), label
+        # the label matters: the class embedding reaches the output
+        assert not torch.equal(unet(x, t, class_labels=torch.zeros(2, dtype=torch.long)).sample,
+                               unet(x, t, class_labels=torch.ones(2, dtype=torch.long)).sample)
+
+    # the grid: one row of grid_images per label
+    grid = read_png(conditional / "samples.png")
+    assert grid.shape == (2 * 16, 2 * 16)
+    assert grid[:16].std() > 0 and grid[16:].std() > 0
+
+
+def test_class_conditional_sampling(tmp_path, conditional):
+    kw = dict(seed=0, split=0, start=0, count=2, scheduler="ddim", steps=3, batch_size=2)
+    for label in LABELS:
+        sample_shard(conditional, tmp_path / label, label=label, **kw)
+        rows = read_index(tmp_path / label)
+        assert list(rows[0]) == INDEX_COLUMNS
+        assert [r["image"] for r in rows] == [f"{label}_{i:05d}.png" for i in range(2)]
+        assert {float(r["guidance_scale"]) for r in rows} == {1.0}
+    # the two labels' images differ (their seeds differ, and so does the class)
+    assert _pixels(tmp_path / "normal/normal_00000.png").tobytes() != \
+        _pixels(tmp_path / "abnormal/abnormal_00000.png").tobytes()
+
+    with pytest.raises(UserError, match="benign"):
+        sample_shard(conditional, tmp_path / "benign", label="benign", **kw)
+    assert not (tmp_path / "benign").exists()
+
+    sample_shard(conditional, tmp_path / "guided", label="normal", guidance_scale=2.0, **kw)
+    rows = read_index(tmp_path / "guided")
+    assert {float(r["guidance_scale"]) for r in rows} == {2.0}
+    for i in range(2):
+        name = f"normal_{i:05d}.png"
+        assert _pixels(tmp_path / "guided" / name).tobytes() != \
+            _pixels(tmp_path / "normal" / name).tobytes(), name
+
+    # each PNG is the guided draw of the label's class from its own seed, post-processed
+    from diffusers import DDPMScheduler, UNet2DModel
+    unet = UNet2DModel.from_pretrained(conditional, subfolder="unet").eval()
+    base = DDPMScheduler.from_pretrained(conditional, subfolder="scheduler").config
+    raw = generate(unet, make_scheduler(base, "ddim", 3),
+                   [image_seed(0, 0, "normal", i) for i in range(2)], 3,
+                   class_label=LABELS.index("normal"), null_class=2, guidance_scale=2.0)
+    for i, (image, row) in enumerate(zip(raw, rows)):
+        pixels, done = postprocess(image, 16)
+        assert np.array_equal(_pixels(tmp_path / "guided" / row["image"]), pixels), i
+        assert row["postprocess"] == done
+
+
+def test_guidance_formula(conditional):
+    """generate() with guidance: uncond + scale * (cond - uncond), uncond = the null class."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(conditional, subfolder="unet").eval()
+    base = DDPMScheduler.from_pretrained(conditional, subfolder="scheduler").config
+    seeds = [11, 12]
+    sched = make_scheduler(base, "ddim", 2)
+    # scale 1 is the conditional model alone; scale 0 the unconditional (null class) alone
+    one = generate(unet, sched, seeds, 2, class_label=1, null_class=2, guidance_scale=1.0)
+    plain = generate(unet, sched, seeds, 2, class_label=1)
+    np.testing.assert_array_equal(one, plain)
+    zero = generate(unet, sched, seeds, 2, class_label=1, null_class=2, guidance_scale=0.0)
+    null = generate(unet, sched, seeds, 2, class_label=2)
+    np.testing.assert_allclose(zero, null, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- training recipe
+
+def _schema_recipe() -> dict:
+    """The shipped training recipe: the schema's defaults for the recipe keys."""
+    from mammosynth.config import validate
+
+    schema = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+    ddpm = validate({}, schema)["ddpm"]
+    return {k: ddpm[k] for k in ("prediction_type", "zero_terminal_snr", "snr_gamma",
+                                 "ema_power")}
+
+
+V_RECIPE = _schema_recipe()
+
+
+def test_v_prediction_zero_terminal_snr_scheduler(tmp_path, images):
+    from diffusers import DDPMPipeline
+
+    assert V_RECIPE["prediction_type"] == "v_prediction" and V_RECIPE["zero_terminal_snr"]
+    assert V_RECIPE["snr_gamma"]
+
+    out = tmp_path / "v"
+    train_ddpm(images, out, ddpm_cfg(**V_RECIPE), seed=0, checkpoint=tmp_path / "v.ckpt")
+    config = json.loads((out / "scheduler/scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"
+    assert config["rescale_betas_zero_snr"] is True
+    scheduler = DDPMPipeline.from_pretrained(out).scheduler
+    assert float(scheduler.alphas_cumprod[-1]) < 1e-6  # the last timestep is pure noise
+    assert float(scheduler.alphas_cumprod[0]) > 0.9
+    assert all(np.isfinite(float(r["loss"])) for r in read_history(out))
+    # every sampler starts from pure noise and gives finite images
+    for name in SCHEDULERS:
+        sample_shard(out, tmp_path / name, seed=0, split=0, label="normal", start=0, count=2,
+                     scheduler=name, steps=3, batch_size=2)
+        sched = make_scheduler(scheduler.config, name, 3)
+        assert sched.config.prediction_type == "v_prediction"
+        assert int(sched.timesteps[0]) == 49, name  # trailing spacing: from the last timestep
+        for r in read_index(tmp_path / name):
+            pixels = read_png(tmp_path / name / r["image"])
+            assert pixels.shape == (16, 16) and np.isfinite(pixels).all()
+
+
+def test_v_prediction_resume_is_bitwise_identical(tmp_path, images, monkeypatch):
+    cfg = ddpm_cfg(**V_RECIPE)
+    train_ddpm(images, tmp_path / "a", cfg, seed=0, checkpoint=tmp_path / "a.ckpt")
+
+    checkpoint = tmp_path / "b.ckpt"
+    calls = _interrupt_after_first_checkpoint(monkeypatch)
+    with pytest.raises(_Interrupted):
+        train_ddpm(images, tmp_path / "b", cfg, seed=0, checkpoint=checkpoint)
+    monkeypatch.undo()
+    assert calls == [3] and checkpoint.is_file()
+    torch.manual_seed(999)
+    train_ddpm(images, tmp_path / "b", cfg, seed=0, checkpoint=checkpoint)
+    assert_bitwise_equal(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert read_history(tmp_path / "a") == [
+        {**r, "images_per_s": a["images_per_s"]}
+        for r, a in zip(read_history(tmp_path / "b"), read_history(tmp_path / "a"))]
+
+    # the recipe changes training: not the epsilon model's weights
+    train_ddpm(images, tmp_path / "eps", ddpm_cfg(), seed=0, checkpoint=tmp_path / "eps.ckpt")
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "eps")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_loss_weights_are_min_snr_gamma(prediction_type):
+    scheduler = build_scheduler(ddpm_cfg(prediction_type=prediction_type))
+    assert scheduler.config.prediction_type == prediction_type
+    t = torch.tensor([0, 5, 20, 35, 49])
+    a = scheduler.alphas_cumprod.double()[t]
+    snr = a / (1 - a)
+    gamma = 5.0
+    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    expected = clipped / snr if prediction_type == "epsilon" else clipped / (snr + 1)
+    got = loss_weights(scheduler, t, gamma)
+    assert got.shape == (5,)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-7)
+    # at low noise (SNR above gamma) the weight is gamma / SNR (eps) or gamma / (SNR + 1) (v);
+    # at high noise min-SNR leaves epsilon's weight at 1
+    assert snr[0] > gamma and snr[-1] < gamma
+    if prediction_type == "epsilon":
+        assert float(got[-1]) == pytest.approx(1.0)
+    assert loss_weights(scheduler, t, None) is None
+
+
+def test_loss_weights_zero_terminal_snr_is_finite():
+    scheduler = build_scheduler(ddpm_cfg(**V_RECIPE))
+    t = torch.arange(50)
+    w = loss_weights(scheduler, t, 5.0)
+    assert torch.isfinite(w).all() and (w >= 0).all() and (w <= 1).all()
+    assert float(w[-1]) == pytest.approx(0.0, abs=1e-6)  # SNR 0: v's weight 0 / (0 + 1)
+
+
+def test_sampler_settings():
+    assert set(SAMPLER_SETTINGS) == set(SCHEDULERS)
+    assert ddpm_sample.INDEX_COLUMNS == INDEX_COLUMNS
+    base = build_scheduler(ddpm_cfg()).config
+    for name in SCHEDULERS:
+        sched = make_scheduler(base, name, 4)
+        for key, value in SAMPLER_SETTINGS[name].items():
+            assert sched.config[key] == value, (name, key)
+        assert sched.config.num_train_timesteps == 50
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+def synthetic_looking(size: int = 32, seed: int = 0) -> np.ndarray:
+    """A sampled-looking image in [0, 1]: a bright half-ellipse against the RIGHT edge on a grey
+    (0.1) noisy background, as an untrained-on-black DDPM would draw it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    r = ((x - (size - 1)) / (0.6 * size)) ** 2 + ((y - size / 2) / (0.4 * size)) ** 2
+    image = np.where(r <= 1.0, 0.6 + 0.3 * (1.0 - np.sqrt(np.clip(r, 0, 1))), 0.1)
+    return np.clip(image + rng.normal(0.0, 0.02, image.shape), 0.0, 1.0)
+
+
+def test_postprocess_masks_and_flips_like_real_images():
+    image = synthetic_looking()
+    out, done = postprocess(image, 32)
+    assert done == "flipped"
+    assert out.dtype == np.uint16 and out.shape == (32, 32)
+    # the rule is the real images' background rule, exactly
+    expected, flipped = mask_like_real(image.astype(np.float32))
+    assert flipped is True
+    np.testing.assert_array_equal(out, np.round(expected * 65535).astype(np.uint16))
+    # the grey background is now exactly 0, the breast is on the left, nothing else moved
+    x = out.astype(np.float64) / 65535
+    assert x[0, -1] == x[-1, -1] == x[0, 0] == x[-1, 0] == 0.0
+    assert ((x > 0) & (x < 0.3)).mean() < 0.05  # no grey left
+    assert x[:, :8].mean() > x[:, -8:].mean() + 0.2
+    assert (x[:, -4:] == 0).mean() > 0.5
+    inside = x[:, ::-1] > 0
+    np.testing.assert_allclose(x[:, ::-1][inside], image.astype(np.float32)[inside], atol=1e-4)
+
+    # already on the left: masked, not flipped
+    out_left, done_left = postprocess(image[:, ::-1].copy(), 32)
+    assert done_left == "masked"
+    np.testing.assert_array_equal(out_left, out)
+
+    # smaller than the real images: upsampled to their size first (the same PNG contract)
+    big, _ = postprocess(image, 64)
+    assert big.shape == (64, 64) and big[0, -1] == 0
+
+
+def test_postprocess_leaves_real_images_as_they_are():
+    """Real preprocessed images already have a black background on the left: the rule changes
+    (almost) nothing, so it cannot itself mark an image as synthetic."""
+    from mammosynth.imaging.breast import preprocess_array
+
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:320, 0:256].astype(np.float64)
+    r = (x / 200.0) ** 2 + ((y - 160) / 140.0) ** 2
+    full = np.where(r <= 1.0, 0.5 + 0.1 * rng.standard_normal((320, 256)), 0.0).clip(0, 1)
+    real, _ = preprocess_array(full.astype(np.float32), "L", 32)
+    again, done = postprocess(real.astype(np.float32) / 65535, 32)
+    assert done == "masked"
+    changed = again != real
+    assert changed.mean() < 0.02 and (again[changed] == 0).all()
+
+
+def test_postprocess_keeps_an_image_with_no_breast():
+    black = np.zeros((16, 16), dtype=np.float32)
+    out, done = postprocess(black, 16)
+    assert done.startswith("kept as sampled: ") and "no breast" in done
+    assert out.dtype == np.uint16 and out.shape == (16, 16) and not out.any()

@@ -28,8 +28,7 @@ TINY = {
     "splits": {"ids": [0], "test_fraction": 0.25, "val_fraction": 0.2},
     "ddpm": {"image_size": 16, "block_out_channels": [8, 16], "attention_levels": [False, True],
              "layers_per_block": 1, "timesteps": 100, "steps": 12, "batch_size": 4,
-             "warmup_steps": 2, "log_every": 4, "checkpoint_every": 5, "grid_images": 4,
-             "grid_steps": 3},
+             "warmup_steps": 2, "log_every": 4, "checkpoint_every": 5, "grid_images": 4},
     "quality": {"size": 32},
     "sampling": {"scheduler": "ddim", "steps": 4, "shard_size": 3, "batch_size": 2},
     "scenarios": [0, 8],
@@ -111,6 +110,23 @@ def test_every_stage_produces_its_contracted_files(demo_run):
         samples = Image.open(w / f"results/ddpm/split0/{label}/samples.png")
         assert samples.mode.startswith("I;16")
     assert len(pd.read_csv(w / "results/report/quality.csv")) == 2
+    # the realism verdict: per split x label, judged with the split's real-only classifier
+    for label in ("normal", "abnormal"):
+        realism = json.loads((w / f"results/quality/split0/{label}.json").read_text())["realism"]
+        assert realism["verdict"] in ("green", "amber", "red")
+        assert realism["label_fidelity"]["classifier"] == \
+            "results/classifier/mobilenetv3_small_050/synth0/split0/best.safetensors"
+        assert realism["reference"]["verdict"] in ("green", "amber", "red")
+    verdicts = pd.read_csv(w / "results/report/realism.csv")
+    assert sorted(verdicts["set"]) == ["held-out real"] * 2 + ["synthetic"] * 2
+    page = (w / "results/report/index.html").read_text()
+    assert page.index("Are the synthetic images usable?") < page.index("<h2>Scenarios")
+    marked = pd.read_csv(w / "results/report/scenario.csv")
+    assert set(marked.loc[marked["synth"] == 8, "realism"]) <= {"green", "amber", "red"}
+    # synthetic images keep the real images' PNG contract and background rule
+    for png in (w / "results/synthetic/split0/normal/shard0").glob("*.png"):
+        with Image.open(png) as im:
+            assert im.size == (32, 32) and im.mode.startswith("I;16")
 
     scenario = pd.read_csv(w / "results/report/scenario.csv")
     assert len(scenario[["synth", "ckpt"]].drop_duplicates()) == 2 * 2  # scenarios x checkpoints
@@ -430,6 +446,20 @@ def test_best_weights_preset_lists_six_archs_by_five_splits(tmp_path):
     assert {k: int(counts.get(k, 0)) for k in ("train_ddpm", "train_classifier", "evaluate")} \
         == {"train_ddpm": 0, "train_classifier": 30, "evaluate": 60}
     assert "nasnetamobile" in run.stdout
+
+
+@pytest.mark.integration
+def test_class_conditioning_trains_one_ddpm_per_split(tmp_path):
+    """ddpm.conditioning class: one model per split (all-labels) feeds every label's shards."""
+    config = dict(TINY, splits={"ids": [0, 1], "test_fraction": 0.25, "val_fraction": 0.2},
+                  ddpm=dict(TINY["ddpm"], conditioning="class"))
+    write_config(tmp_path, config)
+    run = snakemake(tmp_path, "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
+    assert int(counts["train_ddpm"]) == 2 and int(counts["sample_shard"]) == 8
+    assert "results/ddpm/split1/all-labels" in run.stdout
+    assert "results/ddpm/split0/normal" not in run.stdout
 
 
 @pytest.mark.integration

@@ -56,6 +56,13 @@ if max(SCENARIOS) > 0 and _attention and len(_attention) != _levels:
         f"ddpm.block_out_channels; give one true/false per level ({_levels})"
     )
 
+if config["ddpm"]["zero_terminal_snr"] and config["ddpm"]["prediction_type"] == "epsilon":
+    raise WorkflowError(
+        "config ddpm.zero_terminal_snr: a zero-SNR schedule needs prediction_type: "
+        "v_prediction (epsilon cannot give the clean image from pure noise); set "
+        "zero_terminal_snr: false, or prediction_type: v_prediction"
+    )
+
 if config["dataset"]["format"] == "combined":
     if not config["dataset"].get("sources"):
         raise WorkflowError(
@@ -101,9 +108,16 @@ except UserError as e:
     raise WorkflowError(str(e)) from None
 
 
+# The DDPM folders of a split: one per label, or (ddpm.conditioning class) one for all labels;
+# "all-labels" cannot be a label name (labels are letters, digits and _).
+CLASS_MODEL = "all-labels"
+DDPM_MODELS = LABELS if config["ddpm"]["conditioning"] == "per_label" else [CLASS_MODEL]
+
+
 wildcard_constraints:
     split=r"\d+|all",
     label="|".join(LABELS),
+    model="|".join(LABELS + [CLASS_MODEL]),
     shard=r"\d+",
     n=r"\d+",
     arch=r"[A-Za-z0-9_.\-]+",
@@ -121,6 +135,31 @@ def synthetic_per_label():
 
 def shards_for(n):
     return range(n_shards(per_label(n), config["sampling"]["shard_size"]))
+
+
+def ddpm_labels(wildcards):
+    """The labels a DDPM folder's model learns: its own, or every label (conditioning class)."""
+    return LABELS if wildcards.model == CLASS_MODEL else [wildcards.model]
+
+
+def ddpm_seed(wildcards):
+    model = (LABELS + [CLASS_MODEL]).index(wildcards.model)
+    return config["seed"] + 1000 * split_seed(wildcards.split) + model
+
+
+def ddpm_model(wildcards):
+    """The DDPM folder that draws a label's synthetic images."""
+    model = wildcards.label if CLASS_MODEL not in DDPM_MODELS else CLASS_MODEL
+    return f"results/ddpm/split{wildcards.split}/{model}"
+
+
+def label_fidelity_classifier(wildcards):
+    """The real-only (scenario 0) classifier of the split, first arch: the realism verdict's
+    judge of label fidelity and its feature space; split "all" (protocol paper) borrows the
+    first split's."""
+    split = SPLITS[0] if wildcards.split == "all" else wildcards.split
+    folder = f"results/classifier/{ARCHS[0]}/synth0/split{split}"
+    return {"classifier": f"{folder}/best.safetensors", "composition": f"{folder}/composition.csv"}
 
 
 def ddpm_split(split):

@@ -3,15 +3,18 @@ rule train_ddpm:
         manifest="results/data/manifest.csv",
         split="results/splits/split{split}.csv",
     output:
-        directory("results/ddpm/split{split}/{label}"),
+        directory("results/ddpm/split{split}/{model}"),
     params:
         ddpm=config["ddpm"],
-        seed=lambda wc: config["seed"] + 1000 * split_seed(wc.split) + LABELS.index(wc.label),
-        checkpoint="results/ddpm/split{split}/{label}.resume.pt",
+        sampling=config["sampling"],
+        size=config["preprocess"]["size"],
+        labels=ddpm_labels,
+        seed=ddpm_seed,
+        checkpoint="results/ddpm/split{split}/{model}.resume.pt",
     log:
-        "logs/train_ddpm/split{split}/{label}.log",
+        "logs/train_ddpm/split{split}/{model}.log",
     benchmark:
-        "benchmarks/train_ddpm/split{split}/{label}.tsv"
+        "benchmarks/train_ddpm/split{split}/{model}.tsv"
     conda:
         ENV
     script:
@@ -20,13 +23,14 @@ rule train_ddpm:
 
 rule sample_shard:
     input:
-        "results/ddpm/split{split}/{label}",
+        ddpm_model,
     output:
         directory("results/synthetic/split{split}/{label}/shard{shard}"),
     params:
         sampling=config["sampling"],
         seed=config["seed"],
         total=synthetic_per_label(),
+        size=config["preprocess"]["size"],
     log:
         "logs/sample_shard/split{split}/{label}/shard{shard}.log",
     benchmark:
@@ -40,6 +44,7 @@ rule sample_shard:
 rule quality:
     input:
         unpack(quality_inputs),
+        unpack(label_fidelity_classifier),
         manifest="results/data/manifest.csv",
         split="results/splits/split{split}.csv",
     output:

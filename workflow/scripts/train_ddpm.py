@@ -5,8 +5,9 @@ from mammosynth.errors import job
 from mammosynth.splits import images_of
 
 with job(snakemake.log[0], snakemake.threads):
+    params = snakemake.params
     manifest = pd.read_csv(snakemake.input.manifest, dtype=str, keep_default_na=False)
     split = pd.read_csv(snakemake.input.split, dtype=str)
-    paths = images_of(manifest, split, "train", snakemake.wildcards.label)
-    train_ddpm(paths, snakemake.output[0], snakemake.params.ddpm, seed=snakemake.params.seed,
-               checkpoint=snakemake.params.checkpoint)
+    images = {label: images_of(manifest, split, "train", label) for label in params.labels}
+    train_ddpm(images, snakemake.output[0], params.ddpm, seed=params.seed,
+               checkpoint=params.checkpoint, sampling=params.sampling, size=params.size)
