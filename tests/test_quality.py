@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from mammosynth.config import validate
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
 from mammosynth.quality import _pairs, audit, ms_ssim_scales
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 
 def blob(seed: int, size: int = 64) -> np.ndarray:
@@ -80,6 +83,7 @@ def test_fields_ranges_and_json(sets, base_result):
     assert [p["real"] for p in mem["real_per_image"]] == sets["real"]
     assert all(p["nearest_other_real"] != p["real"] for p in mem["real_per_image"])
     assert r["fid"] == {"computed": False, "reason": "quality.fid is off"}
+    assert "realism" not in r  # only with thresholds (config quality.verdict)
 
 
 def test_planted_near_copy_is_found(sets, base_result):
@@ -220,3 +224,125 @@ def test_fid_kid_with_local_weights(sets, random_inception):
     assert same["fid"]["fid"] < 1e-3 * other["fid"]["fid"]
     # KID is an unbiased estimate: about 0 (either sign) for identical sets
     assert abs(same["fid"]["kid_mean"]) < 0.1 * other["fid"]["kid_mean"]
+
+
+# --- realism verdict -------------------------------------------------------------------------
+
+LABELS = ["normal", "abnormal"]
+
+
+def breast(rng, size: int = 32, spot: bool = False) -> np.ndarray:
+    """A preprocessed-mammogram look-alike: a textured half-ellipse against the left edge on an
+    exact-0 background; `spot` adds a bright round "mass" (the abnormal class)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    a, b = rng.uniform(0.5, 0.8) * size, rng.uniform(0.3, 0.45) * size
+    r = (x / a) ** 2 + ((y - size / 2) / b) ** 2
+    image = 0.5 + 0.3 * (1 - np.sqrt(np.clip(r, 0, 1))) + 0.05 * gaussian_filter(
+        rng.normal(0, 1, (size, size)), 1.0)
+    if spot:
+        cy, cx = size / 2 + rng.uniform(-3, 3), rng.uniform(4, 0.6 * a)
+        image += 0.4 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 6.0)
+    return np.where(r <= 1.0, np.clip(image, 0.1, 1.0), 0.0)
+
+
+@pytest.fixture(scope="module")
+def thresholds() -> dict:
+    return validate({}, SCHEMA)["quality"]["verdict"]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """Breast-like 32-px sets of the label "normal" (train, val + test, test, synthetic) and a
+    tiny resnet10t trained on normal vs abnormal (bright spot): the split's real-only classifier."""
+    import pandas as pd
+
+    from mammosynth.classify.train import train_classifier
+
+    root = tmp_path_factory.mktemp("realism")
+    rng = np.random.default_rng(0)
+
+    def draw(name, n, spot=False):
+        return write_set(root / name, name, [breast(rng, spot=spot) for _ in range(n)])
+
+    sets = {"real": draw("real", 16), "abnormal": draw("abnormal", 16, spot=True),
+            "val": draw("val", 4), "test": draw("test", 6), "synthetic": draw("synthetic", 10),
+            "val_abnormal": draw("val_abnormal", 4, spot=True)}
+    frame = lambda normal, abnormal: pd.DataFrame(  # noqa: E731
+        [{"image_id": Path(p).stem, "path": p, "label": LABELS[y], "y": y, "synthetic": False}
+         for y, paths in enumerate((normal, abnormal)) for p in paths])
+    cfg = dict(image_size=32, in_chans=1, pretrained=None, optimizer="adam", optimizer_args={},
+               lr=3e-3, weight_decay=0.0, batch_size=8, epochs=2, patience=None,
+               monitor="val_loss", class_weights="balanced")
+    train_classifier({"train": frame(sets["real"], sets["abnormal"]),
+                      "val": frame(sets["val"], sets["val_abnormal"])},
+                     root / "classifier", arch="resnet10t", labels=LABELS, cfg=cfg, seed=0)
+    sets["classifier"] = str(root / "classifier/best.safetensors")
+    return sets
+
+
+def test_realism_needs_thresholds_and_works_without_a_classifier(labelled, thresholds):
+    r = audit(labelled["real"], labelled["synthetic"], size=32, thresholds=thresholds,
+              held_out_paths=labelled["val"] + labelled["test"])
+    json.dumps(r, allow_nan=False)
+    realism = r["realism"]
+    assert realism["verdict"] in ("green", "amber", "red")
+    assert realism["label_fidelity"] is None and realism["prdc"] is None
+    assert realism["c2st"]["n_real"] == 16 and realism["c2st"]["n_synthetic"] == 10
+    assert realism["reference_c2st"]["n_synthetic"] == 10
+    assert realism["thresholds"] == thresholds
+    statuses = {c["check"]: c["status"] for c in realism["checks"]}
+    assert statuses["label_fidelity_gap"] is None and statuses["precision"] is None
+    assert statuses["c2st_auc"] is not None and statuses["background_gap"] is not None
+
+    # no held-out images: no reference, and the synthetic verdict is unchanged
+    alone = audit(labelled["real"], labelled["synthetic"], size=32, thresholds=thresholds)
+    assert alone["realism"]["reference"]["verdict"] == "not computed"
+    assert alone["realism"]["checks"] == realism["checks"]
+
+
+def test_realism_with_a_real_only_classifier(labelled, thresholds):
+    r = audit(labelled["real"], labelled["synthetic"], size=32, thresholds=thresholds,
+              held_out_paths=labelled["val"] + labelled["test"], test_paths=labelled["test"],
+              classifier=labelled["classifier"], label="normal")
+    text = json.dumps(r, allow_nan=False)
+    assert json.loads(text) == r
+
+    realism = r["realism"]
+    # the "synthetic" images are a further draw of the real images' generator: all green, as
+    # is the reference (held-out real images)
+    assert realism["verdict"] == "green", realism["checks"]
+    assert realism["reference"]["verdict"] == "green", realism["reference"]["checks"]
+    assert [c["check"] for c in realism["reference"]["checks"]] == \
+        [c["check"] for c in realism["checks"]]
+
+    fidelity = realism["label_fidelity"]
+    assert 0.0 <= fidelity["fraction"] <= 1.0 and fidelity["n"] == 10
+    assert 0.0 <= fidelity["real_recall"] <= 1.0 and fidelity["n_real_test"] == 6
+    assert fidelity["fraction"] * 10 == pytest.approx(round(fidelity["fraction"] * 10))
+    gap = {c["check"]: c for c in realism["checks"]}["label_fidelity_gap"]
+    assert gap["value"] == pytest.approx(fidelity["real_recall"] - fidelity["fraction"])
+    assert gap["status"] in ("green", "amber", "red")
+
+    prdc = realism["prdc"]
+    assert set(prdc) == {"precision", "recall", "density", "coverage", "k"}
+    assert 1 <= prdc["k"] <= 5
+    for key in ("precision", "recall", "coverage"):
+        assert isinstance(prdc[key], float) and 0.0 <= prdc[key] <= 1.0, key
+    assert prdc["density"] >= 0.0
+    checks = {c["check"]: c for c in realism["checks"]}
+    assert checks["precision"]["value"] == prdc["precision"]
+    assert checks["coverage"]["value"] == prdc["coverage"]
+
+    # the reference (held-out real images as if synthetic) goes through the same measures
+    ref = realism["reference_detail"]
+    assert ref["label_fidelity"]["n"] == 10 and 0.0 <= ref["label_fidelity"]["fraction"] <= 1.0
+    assert ref["prdc"]["k"] >= 1 and ref["c2st"] == realism["reference_c2st"]
+
+
+def test_realism_with_the_fewest_images_allowed(labelled, thresholds):
+    """audit accepts 2 synthetic images; with a classifier that must not crash in PRDC."""
+    r = audit(labelled["real"], labelled["synthetic"][:2], size=32, thresholds=thresholds,
+              held_out_paths=labelled["val"][:2], test_paths=labelled["test"],
+              classifier=labelled["classifier"], label="normal")
+    json.dumps(r, allow_nan=False)
+    assert r["realism"]["verdict"] in ("green", "amber", "red")

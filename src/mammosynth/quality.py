@@ -48,8 +48,18 @@ INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.
 def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
           near_copy_threshold: float = 0.95, fid: bool = False,
           inception_weights: str | None = None,
-          figure_prefix: str | Path | None = None) -> dict:
+          figure_prefix: str | Path | None = None,
+          held_out_paths: list[str] | None = None, test_paths: list[str] | None = None,
+          classifier: str | None = None, label: str | None = None,
+          thresholds: dict | None = None) -> dict:
     """Audit synthetic images against real ones; see the module docstring for what is measured.
+
+    With `thresholds` (config quality.verdict) the result also holds `realism`: the measures of
+    `mammosynth.realism` and their verdict, for the synthetic images and, as the floor, for
+    `held_out_paths` (the label's real val + test images) presented as synthetic. `classifier`
+    (the split's real-only weights) gives label fidelity - the fraction of synthetic images it
+    calls `label`, beside its recall on `test_paths` - and the features for precision /
+    recall / density / coverage.
 
     Images are read with `read_pngs(paths, size)` (float in [0, 1], resized to size x size).
 
@@ -116,6 +126,11 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
         "fid": (_fid_kid(real, synthetic, weights) if fid
                 else {"computed": False, "reason": "quality.fid is off"}),
     }
+    if thresholds is not None:
+        held_out = read_pngs([str(p) for p in held_out_paths or []], size)
+        result["realism"] = _realism(real, synthetic, held_out, real_paths, synthetic_paths,
+                                     held_out_paths or [], test_paths or [], classifier, label,
+                                     thresholds)
     if figure_prefix is not None:
         _pairs_figure(f"{figure_prefix}_pairs.png", memorization["closest"], synthetic, real,
                       synthetic_paths, real_paths)
@@ -146,6 +161,54 @@ def _intensity(real: np.ndarray, synthetic: np.ndarray) -> dict:
         "synthetic": {"mean": float(s.mean(dtype=np.float64)),
                       "std": float(s.std(dtype=np.float64))},
     }
+
+
+# --- realism verdict -------------------------------------------------------------------------
+
+def _realism(real, synthetic, held_out, real_paths, synthetic_paths, held_out_paths,
+             test_paths, classifier, label, thresholds) -> dict:
+    from mammosynth import realism
+
+    probes = {}
+    if classifier:
+        from mammosynth.classify.evaluate import probe
+
+        names, prob, feats = probe(classifier, list(real_paths) + list(synthetic_paths)
+                                   + list(held_out_paths) + list(test_paths))
+        if label not in names:
+            raise UserError(f"{classifier}: this classifier knows the labels "
+                            f"{', '.join(names)}, not {label!r}; delete it and re-run")
+        k = names.index(label)
+        cut = np.cumsum([len(real_paths), len(synthetic_paths), len(held_out_paths)])
+        calls = prob.argmax(1) == k
+        parts = np.split(np.arange(len(prob)), cut)
+        probes = {name: (calls[idx], feats[idx]) for name, idx in
+                  zip(("real", "synthetic", "held_out", "test"), parts)}
+
+    def measures(candidate, name):
+        c2st = realism.c2st(real, candidate) if len(candidate) >= 2 else None
+        out = {"c2st": c2st, "image": realism.image_statistics(real, candidate),
+               "label_fidelity": None, "prdc": None}
+        if probes and len(probes["test"][0]) and len(probes[name][0]):
+            out["label_fidelity"] = {
+                "fraction": float(probes[name][0].mean()), "n": int(len(probes[name][0])),
+                "real_recall": float(probes["test"][0].mean()),
+                "n_real_test": int(len(probes["test"][0])), "classifier": str(classifier)}
+        if probes and len(candidate) >= 2:
+            out["prdc"] = realism.prdc(probes["real"][1], probes[name][1])
+        flat = {**out["image"], "c2st_auc": c2st and c2st["auc"]}
+        if out["label_fidelity"]:
+            flat["label_fidelity_gap"] = (out["label_fidelity"]["real_recall"]
+                                          - out["label_fidelity"]["fraction"])
+        if out["prdc"]:
+            flat.update(precision=out["prdc"]["precision"], coverage=out["prdc"]["coverage"])
+        return out, realism.verdict(flat, thresholds)
+
+    syn, syn_verdict = measures(synthetic, "synthetic")
+    ref, ref_verdict = (measures(held_out, "held_out") if len(held_out) >= 2
+                        else ({"c2st": None}, {"verdict": "not computed", "checks": []}))
+    return {**syn_verdict, "reference": ref_verdict, **syn, "reference_c2st": ref["c2st"],
+            "reference_detail": ref, "thresholds": thresholds}
 
 
 # --- diversity -------------------------------------------------------------------------------

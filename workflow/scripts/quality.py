@@ -3,20 +3,27 @@ from pathlib import Path
 
 import pandas as pd
 
+from mammosynth.classify.data import read_composition
 from mammosynth.ddpm.sample import read_shards
 from mammosynth.errors import job
 from mammosynth.quality import audit
 from mammosynth.splits import images_of
 
 with job(snakemake.log[0], snakemake.threads):
-    cfg, wc = snakemake.params.quality, snakemake.wildcards
-    manifest = pd.read_csv(snakemake.input.manifest, dtype=str, keep_default_na=False)
-    split = pd.read_csv(snakemake.input.split, dtype=str)
-    real = images_of(manifest, split, "train", wc.label)
-    synthetic = [str(p) for _, p in read_shards(snakemake.input.shards)]
-    result = audit(real, synthetic, size=cfg["size"], near_copy_threshold=cfg["near_copy_threshold"],
-                   fid=cfg["fid"], inception_weights=cfg["inception_weights"],
-                   figure_prefix=Path(snakemake.output.json).with_suffix(""))
+    cfg, wc, inputs = snakemake.params.quality, snakemake.wildcards, snakemake.input
+    manifest = pd.read_csv(inputs.manifest, dtype=str, keep_default_na=False)
+    split = pd.read_csv(inputs.split, dtype=str)
+    test = read_composition(inputs.composition)["test"]
+    result = audit(
+        images_of(manifest, split, "train", wc.label),
+        [str(p) for _, p in read_shards(inputs.shards)],
+        size=cfg["size"], near_copy_threshold=cfg["near_copy_threshold"], fid=cfg["fid"],
+        inception_weights=cfg["inception_weights"],
+        figure_prefix=Path(snakemake.output.json).with_suffix(""),
+        held_out_paths=images_of(manifest, split, "val", wc.label)
+        + images_of(manifest, split, "test", wc.label),
+        test_paths=test[(test["label"] == wc.label) & ~test["synthetic"]]["path"].tolist(),
+        classifier=inputs.classifier, label=wc.label, thresholds=cfg["verdict"])
     result.update(split=wc.split, label=wc.label)
     with open(snakemake.output.json, "w") as f:
         json.dump(result, f, indent=2)

@@ -105,3 +105,25 @@ def evaluate(weights: str | Path, test: pd.DataFrame, batch_size: int = 32, boot
     if "synthetic" in test:  # protocol paper puts synthetic images into the test set
         predictions["synthetic"] = test["synthetic"].to_numpy()
     return result, predictions
+
+
+def probe(weights: str | Path, paths: list[str], batch_size: int = 32):
+    """A trained classifier applied to images: (labels, probabilities (N, classes), penultimate
+    features (N, F) - timm's `forward_head(pre_logits=True)`) for the realism checks."""
+    import torch
+
+    state, meta = models.load_weights(weights)
+    model = models.create(meta["arch"], len(meta["labels"]), meta["in_chans"])
+    model.load_state_dict(state)
+    model = model.to(device()).eval()
+    normalize = models.Normalize(model, meta["in_chans"]).to(device())
+    x = load_tensor(paths, meta["image_size"])
+    logits, features = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            f = model.forward_features(normalize(x[i:i + batch_size].to(device())))
+            pre = model.forward_head(f, pre_logits=True)
+            features.append(pre.float().cpu())
+            logits.append(model.get_classifier()(pre).float().cpu())
+    prob = models.probabilities(torch.cat(logits)).numpy()
+    return meta["labels"], prob, torch.cat(features).flatten(1).numpy()
