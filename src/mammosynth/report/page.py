@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mammosynth.report import figures, stats
+from mammosynth.report import figures, realism, stats
 from mammosynth.report.leakage import LEAKAGE_COLUMNS
 from mammosynth.report.published import PUBLISHED
 from mammosynth.report.tables import (CHECKPOINT_METRICS, QUALITY_COLUMNS, checkpoint_markdown,
@@ -35,7 +35,7 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 figure{margin:1.2em 0} figcaption{font-size:.9em;color:#444;max-width:60em}
 img{max-width:100%} pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
 .note{font-size:.9em;color:#444}
-"""
+""" + realism.STYLE
 
 PAPER_VIOLATIONS = (
     "Protocol <b>paper</b> reproduces the papers' own procedure, which violates three rules of "
@@ -72,10 +72,16 @@ def config_summary(config: dict) -> pd.DataFrame:
         ("preprocess", f"{c['preprocess']['size']} px"),
         ("splits", f"ids {c['splits']['ids']}, test {c['splits']['test_fraction']}, "
                    f"val {c['splits']['val_fraction']}"),
-        ("DDPM", f"{c['ddpm']['image_size']} px, channels {c['ddpm']['block_out_channels']}, "
-                 f"T={c['ddpm']['timesteps']}, {c['ddpm']['steps']} steps, "
-                 f"batch {c['ddpm']['batch_size']}"),
-        ("sampling", f"{c['sampling']['scheduler']}, {c['sampling']['steps']} steps"),
+        ("DDPM", f"{c['ddpm']['conditioning']}, {c['ddpm']['image_size']} px, channels "
+                 f"{c['ddpm']['block_out_channels']}, T={c['ddpm']['timesteps']} "
+                 f"{c['ddpm']['beta_schedule']}"
+                 f"{' zero-terminal-SNR' if c['ddpm']['zero_terminal_snr'] else ''}, "
+                 f"{c['ddpm']['prediction_type']}, min-SNR {c['ddpm']['snr_gamma']}, "
+                 f"{c['ddpm']['steps']} steps, batch {c['ddpm']['batch_size']}"),
+        ("sampling", f"{c['sampling']['scheduler']}, {c['sampling']['steps']} steps"
+                     + (f", guidance {c['sampling']['guidance_scale']}"
+                        if c['ddpm']['conditioning'] == 'class' else "")
+                     + "; post-processed with the real images' background rule"),
         ("scenarios (synthetic n)", c["scenarios"]),
         ("classifiers", ", ".join(c["classifier"]["archs"])),
         ("training", f"{c['classifier']['image_size']} px, in_chans "
@@ -121,7 +127,8 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     long = collect([dict(g, path=p) for g, p in zip(grid, evals)])
     preds = {(g["arch"], g["synth"], g["split"], g["ckpt"]): pd.read_csv(p, dtype={"image_id": str})
              for g, p in zip(grid, predictions)}
-    scen = scenario_table(long, labels, published)
+    realism_html, verdicts = realism.section(quality)
+    scen = scenario_table(long, labels, published, realism.set_verdicts(verdicts), protocol)
     ckpt = checkpoint_table(long, preds, len(labels), cfg["bootstrap"], published, seed)
     data = data_table(manifest, splits)
     synthetic = pd.DataFrame([{"arch": m["arch"], "synth": m["synth"], "split": m["split"],
@@ -143,6 +150,7 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     rejected.to_csv(out / "rejected.csv", index=False)
     leakage.to_csv(out / "leakage.csv", index=False)
     qual.to_csv(out / "quality.csv", index=False)
+    verdicts.to_csv(out / "realism.csv", index=False)
     _write(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     # ---------------------------------------------------------------- figures
@@ -181,12 +189,14 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>mammosynth report</h1>",
+        realism.red_warning(verdicts),
         f"<p>Protocol: <b>{html.escape(protocol)}</b>. {k} split(s); every number is recomputed "
         "from the evaluation, prediction, history and composition files under "
         "<code>results/</code>. Means ± sd over splits, with t-based 95% confidence intervals "
         "(clipped to the metric's range) "
         "over splits; comparisons are paired by split.</p>",
         f"<p class='warn'>{PAPER_VIOLATIONS}</p>" if protocol == "paper" else "",
+        realism_html,
         "<h2>Configuration</h2>", _table(config_summary(config)),
         "<details><summary>Full configuration (config.yaml)</summary><pre>"
         f"{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></details>",
@@ -216,6 +226,8 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         f"smallest possible value is {stats.min_wilcoxon_p(k):.3g}).",
         (f" Published values ({html.escape(published['source'])}) are shown as "
          "\"paper x\".</p>" if published else "</p>"),
+        "<p>Column <i>realism</i>: the verdict of the synthetic images a row's models trained "
+        "with (see above).</p>" if quality else "",
         _markdown_html(scenario_markdown(scen, metrics_shown)),
         "<h2>Checkpoints: do best weights beat the last ones?</h2>",
         f"<p>Per classifier: last vs best weights ({', '.join(CHECKPOINT_METRICS)}); the paired "
@@ -241,6 +253,13 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     _write(out / "index.html", "\n".join(page))
 
 
+def _td(cell: str) -> str:
+    """A table cell; a realism marker is coloured like its verdict."""
+    verdict = "red" if cell == realism.RED_MARK else cell
+    css = f" class='{verdict}'" if verdict in realism.COLOURS else ""
+    return f"<td{css}>{html.escape(cell)}</td>"
+
+
 def _markdown_html(text: str) -> str:
     """Our Markdown tables (and the paragraphs between them) as HTML."""
     parts, rows = [], []
@@ -250,7 +269,7 @@ def _markdown_html(text: str) -> str:
             head, body = rows[0], rows[2:]
             parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head)
                          + "</tr>" + "".join("<tr>" + "".join(
-                             f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                             _td(c) for c in r) + "</tr>" for r in body)
                          + "</table>")
             rows.clear()
 

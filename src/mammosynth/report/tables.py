@@ -11,7 +11,7 @@ import pandas as pd
 
 from mammosynth.errors import UserError
 from mammosynth.report import stats
-
+from mammosynth.report.realism import RED_MARK, scenario_marker
 
 
 def flatten(result: dict) -> dict:
@@ -37,7 +37,7 @@ def collect(evals: list[dict]) -> pd.DataFrame:
 
 SCENARIO_COLUMNS = ["arch", "synth", "ckpt", "metric", "splits", "mean", "sd", "ci_low",
                     "ci_high", "diff_vs_0", "diff_low", "diff_high", "p_t", "p_wilcoxon",
-                    "published"]
+                    "published", "realism"]
 CHECKPOINT_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "auc", "pr_auc"]
 CHECKPOINT_COLUMNS = ["arch", "synth", "metric", "splits", "last_mean", "last_sd", "best_mean",
                       "best_sd", "diff", "diff_low", "diff_high", "resamples", "p_wilcoxon",
@@ -57,14 +57,19 @@ def _values(long: pd.DataFrame, metric: str) -> pd.Series:
         pd.Series(math.nan, index=long.index)
 
 
-def scenario_table(long: pd.DataFrame, labels: list[str],
-                   published: dict | None = None) -> pd.DataFrame:
+def scenario_table(long: pd.DataFrame, labels: list[str], published: dict | None = None,
+                   realism: dict | None = None, protocol: str = "rigorous") -> pd.DataFrame:
     """Per arch x scenario x checkpoint x metric: mean, sd and t 95% CI over splits; the paired
-    change vs scenario 0 on the same splits (t CI, paired t and Wilcoxon p); published value."""
+    change vs scenario 0 on the same splits (t CI, paired t and Wilcoxon p); published value;
+    `realism`: for scenarios with synthetic images, the worst realism verdict of the split x
+    label sets their models used (realism: {(split, label): verdict} of the quality files;
+    report/realism.scenario_marker), "" for scenario 0 or when realism is None."""
     rows = []
     for (arch, synth, ckpt), group in long.groupby(["arch", "synth", "ckpt"], sort=True):
         base = long[(long["arch"] == arch) & (long["synth"] == 0) & (long["ckpt"] == ckpt)]
         both = group.merge(base, on="split", suffixes=("", "_base")) if synth != 0 else None
+        marker = ("" if synth == 0 or realism is None else
+                  scenario_marker(realism, group["split"].unique(), labels, protocol))
         for metric in scenario_metrics(labels):
             ci = stats.mean_ci(_values(group, metric))
             row = {"arch": arch, "synth": int(synth), "ckpt": ckpt, "metric": metric,
@@ -76,6 +81,7 @@ def scenario_table(long: pd.DataFrame, labels: list[str],
                         "diff_high": p["diff_high"], "p_t": p["p_t"],
                         "p_wilcoxon": p["p_wilcoxon"]}
             row["published"] = published_value(published, arch, synth, ckpt, metric)
+            row["realism"] = marker
             rows.append(row)
     return pd.DataFrame(rows, columns=SCENARIO_COLUMNS)
 
@@ -147,17 +153,28 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _realism_cell(value) -> str:
+    """The scenario row's realism marker as shown: red rows say so in words."""
+    if not isinstance(value, str) or not value:
+        return ""
+    return RED_MARK if value == "red" else value
+
+
 def scenario_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
     """Paper 000's Table 4 shape: one row per arch x scenario x checkpoint, mean ± sd [95% CI];
-    then the change vs scenario 0 with its CI and p-values; published values where known."""
+    then the change vs scenario 0 with its CI and p-values; published values where known. A
+    `realism` column (the verdict of the synthetic images the row used) when any row has one."""
     wide = table.set_index(["arch", "synth", "ckpt", "metric"])
     keys = table[["arch", "synth", "ckpt"]].drop_duplicates().itertuples(index=False)
     keys = list(keys)
-    head = ["arch", "synthetic n", "weights", "splits"] + metrics
+    marks = {k: _realism_cell(wide.loc[k + (metrics[0],)].get("realism")) for k in keys}
+    shown = any(marks.values())
+    head = ["arch", "synthetic n", "weights", "splits"] + ["realism"] * shown + metrics
     rows = []
     for arch, synth, ckpt in keys:
         cells = [arch, str(synth), ckpt, str(int(wide.loc[(arch, synth, ckpt, metrics[0]),
                                                             "splits"]))]
+        cells += [marks[(arch, synth, ckpt)]] * shown
         for m in metrics:
             r = wide.loc[(arch, synth, ckpt, m)]
             cell = _cell(r["mean"], r["sd"], r["ci_low"], r["ci_high"])
@@ -166,7 +183,7 @@ def scenario_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
             cells.append(cell)
         rows.append(cells)
     text = _markdown(head, rows)
-    changes = [[arch, str(synth), ckpt] + [
+    changes = [[arch, str(synth), ckpt] + [marks[(arch, synth, ckpt)]] * shown + [
         "n/a" if pd.isna(wide.loc[(arch, synth, ckpt, m), "diff_vs_0"]) else
         f"{wide.loc[(arch, synth, ckpt, m), 'diff_vs_0']:+.3f} "
         f"[{wide.loc[(arch, synth, ckpt, m), 'diff_low']:+.3f}, "
@@ -176,7 +193,8 @@ def scenario_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
     if changes:
         text += ("\nChange vs scenario 0 on the same splits: mean difference [t 95% CI] and "
                  "paired t-test p (Wilcoxon in scenario.csv).\n\n"
-                 + _markdown(["arch", "synthetic n", "weights"] + metrics, changes))
+                 + _markdown(["arch", "synthetic n", "weights"] + ["realism"] * shown + metrics,
+                             changes))
     return text
 
 
