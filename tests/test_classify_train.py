@@ -185,3 +185,37 @@ def test_no_validation_set_needs_monitor_train_loss(tmp_path):
     assert list(h["best"]) == list(h["train_loss"] == h["train_loss"].cummin())
     _, meta = load_weights(tmp_path / "b/best.safetensors")
     assert meta["epoch"] == int(h.loc[h["train_loss"].idxmin(), "epoch"])
+
+
+def test_validation_loss_is_weighted_like_the_training_loss(tmp_path):
+    """monitor_weighting balanced: the logged val_loss is the class-weighted mean that training
+    minimises (recomputed here from the last weights); none: the plain mean. Imbalanced training
+    set (9 of one class, 3 of the other), so the two differ."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from mammosynth.classify import model as models
+    from mammosynth.classify.data import load_tensor
+    from mammosynth.classify.train import loss_per_sample, predict
+
+    train = frame(tmp_path / "t", 12)
+    train = pd.concat([train, train[train["y"] == 1].assign(image_id=lambda f: f["image_id"] + "b"),
+                       train[train["y"] == 1].assign(image_id=lambda f: f["image_id"] + "c")])
+    val = frame(tmp_path / "v", 6, seed=1)
+    logged = {}
+    for weighting in ("balanced", "none"):
+        out = tmp_path / weighting
+        train_classifier({"train": train, "val": val}, out, arch=ARCH, labels=LABELS,
+                         cfg=cfg(epochs=2, monitor_weighting=weighting), seed=0)
+        state, meta = load_weights(out / "last.safetensors")
+        assert meta["monitor_weighting"] == weighting and meta["monitor"] == "val_loss"
+        net = models.create(ARCH, 2, 1)
+        net.load_state_dict(state)
+        logits = predict(net, models.Normalize(net, 1), load_tensor(val["path"], 32), 4)
+        y = torch.tensor(val["y"].to_numpy())
+        per_image = loss_per_sample(logits, y)
+        if weighting == "balanced":
+            w = compute_class_weight("balanced", classes=np.array([0, 1]), y=train["y"].to_numpy())
+            per_image = per_image * torch.tensor(w, dtype=torch.float32)[y]
+        logged[weighting] = history(out)["val_loss"].iloc[-1]
+        assert logged[weighting] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    assert logged["balanced"] != pytest.approx(logged["none"])

@@ -4,7 +4,9 @@ Mirrors timm's train.py: `last.safetensors` every epoch, `best.safetensors` at t
 `monitor` (`val_loss`, or `train_loss` as paper 002 words it), early stopping after `patience`
 epochs without improvement, a per-epoch `history.csv`. Binary tasks use one logit and BCE,
 multi-class tasks cross-entropy; `class_weights: balanced` weights each sample by
-n_samples / (n_classes * n_class) (scikit-learn's "balanced"), in the training loss only.
+n_samples / (n_classes * n_class) (scikit-learn's "balanced"), in the training loss and, with
+`monitor_weighting: balanced` (the default), in the monitored validation loss too, so that "best"
+is the lowest value of the objective that training minimises, under either monitor.
 `freeze_backbone` trains the new head only (paper 002's frozen-base transfer learning; the frozen
 base also keeps its BatchNorm statistics). `augment` adds vertical flips, rotations of up to
 10 degrees and a contrast/brightness jitter (never horizontal flips: the chest wall stays left).
@@ -126,8 +128,10 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
         weights[present] = torch.tensor(compute_class_weight(
             "balanced", classes=present, y=y_train.numpy()), dtype=torch.float32)
     weights = weights.to(dev)
+    monitor_weighting = cfg.get("monitor_weighting", "balanced")
     meta = {"arch": arch, "labels": labels, "in_chans": in_chans, "image_size": size,
-            "num_classes": models.n_outputs(len(labels))}
+            "num_classes": models.n_outputs(len(labels)), "monitor": cfg["monitor"],
+            "monitor_weighting": monitor_weighting, "class_weights": cfg["class_weights"]}
 
     best_value, best_epoch, rows, start, best_state = float("inf"), 0, [], 1, None
     if resume.exists():
@@ -166,7 +170,10 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick}
         if len(val):
             val_logits = predict(model, normalize, x_val, batch)
-            row["val_loss"] = loss_per_sample(val_logits, y_val).mean().item()
+            # weighted like the training loss (monitor_weighting: balanced), so "lowest loss"
+            # means the same objective whichever loss is monitored
+            val_weights = weights.cpu()[y_val] if monitor_weighting == "balanced" else 1.0
+            row["val_loss"] = (loss_per_sample(val_logits, y_val) * val_weights).mean().item()
             row["val_acc"] = (models.probabilities(val_logits).argmax(1) == y_val).float() \
                 .mean().item()
         row["best"] = row[cfg["monitor"]] < best_value
