@@ -16,6 +16,7 @@ def device() -> torch.device:
 def save_atomic(obj, path: Path) -> None:
     """torch.save to a temp file beside `path`, then rename: a kill never leaves half a file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
