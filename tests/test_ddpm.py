@@ -747,7 +747,8 @@ def test_postprocess_masks_and_flips_like_real_images():
     # already on the left: masked, not flipped
     out_left, done_left = postprocess(image[:, ::-1].copy(), 32)
     assert done_left == "masked"
-    np.testing.assert_array_equal(out_left, out)
+    # the same image either way round, up to a mask pixel at the edge (interpolation round-off)
+    assert (out_left != out).mean() < 0.02 and ((out_left == 0) != (out == 0)).sum() <= 4
 
     # smaller than the real images: upsampled to their size first (the same PNG contract)
     big, _ = postprocess(image, 64)
@@ -775,3 +776,47 @@ def test_postprocess_keeps_an_image_with_no_breast():
     out, done = postprocess(black, 16)
     assert done.startswith("kept as sampled: ") and "no breast" in done
     assert out.dtype == np.uint16 and out.shape == (16, 16) and not out.any()
+
+
+# --------------------------------------------------------------------------- sampler parity
+
+
+@pytest.fixture(scope="module")
+def half_bright(tmp_path_factory) -> Path:
+    """A tiny model of the schema's recipe (v-prediction, zero-terminal SNR, min-SNR, T = 1000)
+    trained on near-identical images: the left 10 columns at 0.7, the rest black."""
+    from mammosynth.config import validate
+
+    folder = tmp_path_factory.mktemp("half")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        image = np.zeros((16, 16))
+        image[:, :10] = np.clip(0.7 + rng.normal(0, 0.02, (16, 10)), 0, 1)
+        write_png(folder / f"{i}.png", image)
+        paths.append(str(folder / f"{i}.png"))
+    recipe = validate({}, Path(__file__).resolve().parents[1]
+                      / "workflow/schemas/config.schema.yaml")["ddpm"]
+    cfg = ddpm_cfg(**{k: recipe[k] for k in ("prediction_type", "zero_terminal_snr", "snr_gamma",
+                                             "ema_power")},
+                   timesteps=1000, steps=300, batch_size=16, lr=3e-3, warmup_steps=10,
+                   ema_decay=0.95, log_every=100, checkpoint_every=10**6)
+    train_ddpm(paths, folder / "model", cfg, seed=0, checkpoint=folder / "model.pt")
+    return folder / "model"
+
+
+def test_fast_samplers_draw_what_ancestral_sampling_draws(tmp_path, half_bright):
+    """Parity: with their settings (SAMPLER_SETTINGS), DDIM-50 and DPM-Solver++-25 draw the image
+    the model learned - its brightness and its black background - as 1000 ancestral steps do. The
+    failures seen with the old recipe were black, white or grey frames
+    (shared/notes/ddpm-realism.md). Subtler differences (e.g. "leading" instead of "trailing"
+    spacing, which this image does not reveal) are measured by bench/ddpm.py on the demo data."""
+    means = {}
+    for name, steps in (("ddpm", 1000), ("ddim", 50), ("dpmsolver++", 25)):
+        sample_shard(half_bright, tmp_path / name, seed=0, split=0, label="x", start=0, count=8,
+                     scheduler=name, steps=steps, batch_size=8)
+        x = np.stack([read_png(p) for _, p in read_shards([tmp_path / name])])
+        means[name] = (float(x[:, 2:-2, 1:9].mean()), float(x[:, :, 12:].mean()))
+    for name, (left, right) in means.items():
+        assert abs(left - 0.7) < 0.1 and right < 0.05, (name, means)
+        assert abs(left - means["ddpm"][0]) < 0.05, (name, means)

@@ -324,7 +324,7 @@ def test_realism_with_a_real_only_classifier(labelled, thresholds):
     assert gap["status"] in ("green", "amber", "red")
 
     prdc = realism["prdc"]
-    assert set(prdc) == {"precision", "recall", "density", "coverage", "k"}
+    assert set(prdc) == {"precision", "recall", "density", "coverage", "k", "n_each", "draws"}
     assert 1 <= prdc["k"] <= 5
     for key in ("precision", "recall", "coverage"):
         assert isinstance(prdc[key], float) and 0.0 <= prdc[key] <= 1.0, key

@@ -5,10 +5,13 @@ warning that build_report writes. Small JSON and CSV files in tmp_path, no mocks
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from mammosynth.config import validate
 
 from mammosynth.classify.evaluate import compute_metrics
 from mammosynth.report import realism
@@ -184,7 +187,8 @@ def test_scenario_rows_marked_by_split_all_under_paper(tmp_path):
 
 # --------------------------------------------------------------------------- the page
 
-CONFIG = {
+# a checked config, as the report gets it from the workflow (the schema fills every default)
+CONFIG = validate({
     "protocol": "rigorous", "seed": 0,
     "dataset": {"format": "phantom", "root": "resources/phantom"},
     "labels": {"scheme": "binary"}, "preprocess": {"size": 64},
@@ -193,10 +197,10 @@ CONFIG = {
              "batch_size": 4},
     "sampling": {"scheduler": "ddim", "steps": 10}, "scenarios": [0, 4],
     "classifier": {"archs": ["a"], "image_size": 64, "in_chans": 1, "optimizer": "adam",
-                   "lr": 1e-3, "batch_size": 4, "epochs": 2, "patience": 0,
-                   "monitor": "val_loss", "pretrained": False, "bootstrap": 0},
+                   "lr": 1e-3, "batch_size": 4, "epochs": 2, "patience": None,
+                   "monitor": "val_loss", "pretrained": None, "bootstrap": 0},
     "report": {"published": None},
-}
+}, Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
 
 
 def _build(tmp_path, quality: list[str], protocol: str = "rigorous") -> str:
