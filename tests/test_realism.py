@@ -202,7 +202,8 @@ def test_prdc_identical_and_far_apart():
     # a second draw of the same distribution sits in between, well above the far set
     near = realism.prdc(a, rng.normal(size=(40, 8)))
     assert 0.5 < near["precision"] <= 1.0 and 0.5 < near["coverage"] <= 1.0
-    assert all(isinstance(v, float) for k, v in near.items() if k != "k")
+    assert all(isinstance(near[k], float) for k in ("precision", "recall", "density", "coverage"))
+    assert (near["n_each"], near["draws"]) == (40, 1)  # equal sets: no subsampling
 
 
 def test_prdc_caps_k_by_the_smaller_set():
@@ -217,3 +218,18 @@ def test_prdc_caps_k_by_the_smaller_set():
     for m in (1, 2):
         none = realism.prdc(big, rng.normal(size=(m, 4)))
         assert none["k"] == 0 and none["precision"] is None and none["coverage"] is None, m
+
+
+def test_prdc_coverage_does_not_depend_on_the_ratio_of_set_sizes():
+    """32 synthetic images against 170 real ones from the same distribution: on the raw sets
+    coverage is capped by the ratio (most real images have no synthetic neighbour), on the
+    equal-size draws it is as high as for equal sets."""
+    from prdc import compute_prdc
+
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(170, 8)), rng.normal(size=(32, 8))
+    raw = compute_prdc(real_features=real, fake_features=fake, nearest_k=5)["coverage"]
+    ours = realism.prdc(real, fake)
+    equal = realism.prdc(real[:32], fake)
+    assert raw < 0.7 and ours["coverage"] > 0.9 and abs(ours["coverage"] - equal["coverage"]) < 0.05
+    assert (ours["n_each"], ours["draws"]) == (32, realism.PRDC_DRAWS)
