@@ -234,7 +234,10 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         "difference best - last with a paired-bootstrap 95% CI "
         f"({cfg['bootstrap']} resamples of every split's test images, the same draw for both "
         f"checkpoints) and the Wilcoxon signed-rank p over splits. Best = lowest "
-        f"{html.escape(cfg['monitor'])}."
+        f"{html.escape(cfg['monitor'])}"
+        + (" (weighted by class like the training loss)." if cfg["monitor"] == "val_loss"
+           and cfg["monitor_weighting"] == "balanced" and cfg["class_weights"] == "balanced"
+           else ".")
         + (f" Paper values: {html.escape(published['source'])}.</p>" if published else "</p>"),
         _markdown_html(checkpoint_markdown(ckpt)),
         "<h2>Synthetic images: quality and memorization</h2>",
