@@ -173,17 +173,17 @@ def _realism(real, synthetic, held_out, real_paths, synthetic_paths, held_out_pa
     if classifier:
         from mammosynth.classify.evaluate import probe
 
-        names, prob, feats = probe(classifier, list(real_paths) + list(synthetic_paths)
-                                   + list(held_out_paths) + list(test_paths))
+        sets = {"real": list(real_paths), "synthetic": list(synthetic_paths),
+                "held_out": list(held_out_paths), "test": list(test_paths)}
+        unique = list(dict.fromkeys(p for paths in sets.values() for p in paths))
+        names, prob, feats = probe(classifier, unique)  # the test images are held out too: once
         if label not in names:
             raise UserError(f"{classifier}: this classifier knows the labels "
                             f"{', '.join(names)}, not {label!r}; delete it and re-run")
-        k = names.index(label)
-        cut = np.cumsum([len(real_paths), len(synthetic_paths), len(held_out_paths)])
-        calls = prob.argmax(1) == k
-        parts = np.split(np.arange(len(prob)), cut)
-        probes = {name: (calls[idx], feats[idx]) for name, idx in
-                  zip(("real", "synthetic", "held_out", "test"), parts)}
+        calls = prob.argmax(1) == names.index(label)
+        row = {p: i for i, p in enumerate(unique)}
+        probes = {name: (calls[[row[p] for p in paths]], feats[[row[p] for p in paths]])
+                  for name, paths in sets.items()}
 
     def measures(candidate, name):
         c2st = realism.c2st(real, candidate) if len(candidate) >= 2 else None

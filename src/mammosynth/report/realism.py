@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from mammosynth import realism as verdict_rules
 from mammosynth.errors import UserError
 
-# The checks, in the order the quality stage writes them.
-CHECKS = ["c2st_auc", "label_fidelity_gap", "precision", "coverage", "intensity_w1",
-          "background_gap", "noise_ratio"]
-COLOURS = ("green", "amber", "red")  # best to worst
+# The checks, in the order the quality stage writes them, and the colours best to worst: the
+# verdict's own (mammosynth.realism), not a second list.
+CHECKS = list(verdict_rules.CHECKS)
+COLOURS = verdict_rules.COLOURS
 NOT_COMPUTED = "not computed"
 SETS = ("synthetic", "held-out real")
 REALISM_COLUMNS = (["split", "label", "set", "verdict"]
