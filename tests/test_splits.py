@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mammosynth.errors import UserError
-from mammosynth.splits import SUBSETS, check_split, make_split
+from mammosynth.splits import SUBSETS, check_split, make_split, paper_split
 
 FRACTIONS = {"test_fraction": 0.2, "val_fraction": 0.1}
 
@@ -235,3 +235,147 @@ def test_official_test_missing_a_label_is_a_user_error():
     m.loc[in_test, "label"] = "abnormal"
     with pytest.raises(UserError, match="official test set has no image labelled normal"):
         make_split(m, 0, official_test=True, **FRACTIONS)
+
+
+# --- splits.scheme kfold: one partition, split id i tests on fold i ----------------------------
+
+K = 5  # round(1 / FRACTIONS["test_fraction"])
+
+
+def held_out(split: pd.DataFrame) -> set:
+    return set(split.loc[split["subset"] == "test", "image_id"])
+
+
+@pytest.fixture(scope="module")
+def kfold(manifest):
+    return {s: make_split(manifest, s, seed=0, scheme="kfold", **FRACTIONS) for s in range(K)}
+
+
+def test_kfold_test_sets_are_disjoint_and_cover_every_ok_image(manifest, kfold):
+    ok_ids = set(manifest.loc[manifest["status"] == "ok", "image_id"])
+    tests = [held_out(split) for split in kfold.values()]
+    assert sum(len(t) for t in tests) == len(ok_ids)  # disjoint ...
+    assert set().union(*tests) == ok_ids  # ... and covering
+    for s, split in kfold.items():
+        assert set(split["image_id"]) == ok_ids and split["image_id"].is_unique, s
+        assert set(split["subset"]) == set(SUBSETS), s
+        assert 0.1 <= (split["subset"] == "test").mean() <= 0.3, s
+
+
+def test_kfold_is_grouped_and_stratified(manifest, kfold):
+    for s, split in kfold.items():
+        merged = split.merge(manifest[["image_id", "patient_id", "label"]], on="image_id")
+        assert (merged.groupby("patient_id")["subset"].nunique() == 1).all(), s
+        for subset in SUBSETS:  # every fold (= a test set) has every label, and so do the rest
+            assert set(merged.loc[merged["subset"] == subset, "label"]) == {"normal", "abnormal"}
+        check_split(split, manifest)
+
+
+def test_kfold_val_is_carved_from_the_training_folds(manifest, kfold):
+    vals = set()
+    for s, split in kfold.items():
+        others = set().union(*(held_out(kfold[o]) for o in kfold if o != s))
+        val = set(split.loc[split["subset"] == "val", "image_id"])
+        train = set(split.loc[split["subset"] == "train", "image_id"])
+        assert val and val | train == others and not val & train, s
+        assert 0.06 <= (split["subset"] == "val").mean() <= 0.14, s  # a share of all ok images
+        vals.add(frozenset(val))
+    assert len(vals) == K  # drawn with seed + split id + 10000
+    # without val, the folds are the same
+    no_val = make_split(manifest, 3, seed=0, scheme="kfold", test_fraction=0.2, val_fraction=0)
+    assert set(no_val["subset"]) == {"train", "test"} and held_out(no_val) == held_out(kfold[3])
+
+
+def test_kfold_is_deterministic_whatever_id_comes_first(manifest, kfold):
+    backwards = {s: make_split(manifest.copy(), s, seed=0, scheme="kfold", **FRACTIONS)
+                 for s in reversed(range(K))}
+    for s in range(K):
+        pd.testing.assert_frame_equal(backwards[s], kfold[s])
+    # the seed (not the split id) chooses the partition
+    other = make_split(manifest, 0, seed=1, scheme="kfold", **FRACTIONS)
+    assert held_out(other) != held_out(kfold[0])
+
+
+def test_holdout_is_the_default_and_unchanged(manifest, splits, kfold):
+    for s in (0, 3):
+        pd.testing.assert_frame_equal(
+            make_split(manifest, s, seed=0, scheme="holdout", **FRACTIONS), splits[s])
+    holdout_tests = [held_out(split) for split in splits.values()]
+    assert sum(len(t) for t in holdout_tests) > len(set().union(*holdout_tests))  # they overlap
+
+
+def test_kfold_split_id_beyond_the_folds_is_a_user_error(manifest):
+    with pytest.raises(UserError, match="splits.ids: split id 5 .* makes 5 folds") as err:
+        make_split(manifest, 5, seed=0, scheme="kfold", **FRACTIONS)
+    assert "splits.test_fraction" in str(err.value) and "\n" not in str(err.value)
+    make_split(manifest, 3, seed=0, scheme="kfold", test_fraction=0.25, val_fraction=0.1)
+    with pytest.raises(UserError, match="makes 4 folds"):
+        make_split(manifest, 4, seed=0, scheme="kfold", test_fraction=0.25, val_fraction=0.1)
+
+
+def test_kfold_with_official_test_is_a_user_error():
+    with pytest.raises(UserError, match="splits.official_test: true contradicts "
+                                        "splits.scheme: kfold") as err:
+        make_split(official_manifest(), 0, seed=0, scheme="kfold", official_test=True,
+                   **FRACTIONS)
+    assert "\n" not in str(err.value)
+
+
+def test_kfold_fold_missing_a_label_is_a_user_error(manifest):
+    m = manifest.copy()
+    ok = m["status"] == "ok"
+    m.loc[ok, "label"] = "abnormal"
+    m.loc[ok & m["patient_id"].isin(["pat001", "pat002", "pat003"]), "label"] = "normal"
+    fold_errors = []
+    for s in range(K):  # 3 normal patients, 5 folds: at least 2 folds have no normal image
+        try:
+            make_split(m, s, seed=0, scheme="kfold", **FRACTIONS)
+        except UserError as err:
+            if f"kfold fold {s} of 5 has no image labelled normal" in str(err):
+                fold_errors.append(str(err))
+    assert len(fold_errors) >= 2
+    assert "fewer folds" in fold_errors[0] and "\n" not in fold_errors[0]
+
+
+def test_unknown_scheme_is_a_user_error(manifest):
+    with pytest.raises(UserError, match="splits.scheme: 'loo'"):
+        make_split(manifest, 0, scheme="loo", **FRACTIONS)
+
+
+# --- configured labels: each needs a usable image (labels.scheme birads on INbreast) -----------
+
+def test_absent_label_stops_the_rigorous_split(manifest, splits):
+    n_ok = int((manifest["status"] == "ok").sum())
+    message = (rf"split: no usable image is labelled birads0 \(0 of {n_ok} ok images\); "
+               r"remove it from labels.map \(or use another labels.scheme\)")
+    labels = ["normal", "abnormal", "birads0"]
+    for kwargs in ({}, {"scheme": "kfold"}):
+        with pytest.raises(UserError, match=message):
+            make_split(manifest, 0, seed=0, labels=labels, **kwargs, **FRACTIONS)
+    with pytest.raises(UserError, match=message):
+        check_split(splits[0], manifest, labels=labels)
+    with pytest.raises(UserError, match="labelled birads0 or birads5 .*remove them from"):
+        make_split(manifest, 0, labels=["birads0", "normal", "birads5", "abnormal"], **FRACTIONS)
+
+
+def test_absent_label_stops_the_paper_split(manifest):
+    n_ok = int((manifest["status"] == "ok").sum())
+    for split_id in (0, "all"):
+        with pytest.raises(UserError, match=rf"no usable image is labelled birads0 \(0 of "
+                                            rf"{n_ok} ok images\); remove it from labels.map"):
+            paper_split(manifest, split_id, test_fraction=0.2, val_fraction=0.0,
+                        labels=["normal", "abnormal", "birads0"])
+
+
+def test_configured_labels_present_change_nothing(manifest, splits, kfold):
+    # labels=None (direct callers) keeps today's behaviour; present labels, in any order, agree
+    for labels in (None, ["normal", "abnormal"], ["abnormal", "normal"]):
+        pd.testing.assert_frame_equal(
+            make_split(manifest, 1, seed=0, labels=labels, **FRACTIONS), splits[1])
+        pd.testing.assert_frame_equal(
+            make_split(manifest, 2, seed=0, scheme="kfold", labels=labels, **FRACTIONS),
+            kfold[2])
+        check_split(splits[1], manifest, labels=labels)
+        pd.testing.assert_frame_equal(
+            paper_split(manifest, 0, test_fraction=0.2, val_fraction=0.1, seed=3, labels=labels),
+            paper_split(manifest, 0, test_fraction=0.2, val_fraction=0.1, seed=3))

@@ -49,6 +49,7 @@ rule preprocess:
         # sources are relative to the data set's root (format combined: absolute)
         root=lambda w, input: input.roots[0],
         size=config["preprocess"]["size"],
+        orientation=config["preprocess"]["orientation"],
         on_bad_image=config["dataset"]["on_bad_image"],
     threads: 2
     log:
@@ -70,6 +71,7 @@ rule split:
         splits=config["splits"],
         seed=config["seed"],
         protocol=config["protocol"],
+        labels=LABELS,
     log:
         "logs/split/split{split}.log",
     benchmark:

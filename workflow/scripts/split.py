@@ -8,13 +8,20 @@ with job(snakemake.log[0]) as log:
     cfg, split_id = snakemake.params.splits, snakemake.wildcards.split
     fractions = dict(test_fraction=cfg["test_fraction"], val_fraction=cfg["val_fraction"])
     official_test = bool(cfg.get("official_test", False))
+    scheme = cfg.get("scheme", "holdout")
+    labels = list(snakemake.params.labels)
     if snakemake.params.protocol == "paper":
         if official_test:
             log.warning("splits.official_test is ignored under protocol paper (random "
                         "image-level splits)")
-        split = paper_split(manifest, split_id, seed=snakemake.params.seed, **fractions)
+        if scheme == "kfold":
+            log.warning("splits.scheme kfold is ignored under protocol paper (random "
+                        "image-level splits)")
+        split = paper_split(manifest, split_id, seed=snakemake.params.seed, labels=labels,
+                            **fractions)
     else:
         split = make_split(manifest, int(split_id), seed=snakemake.params.seed,
-                           official_test=official_test, **fractions)
+                           official_test=official_test, scheme=scheme, labels=labels,
+                           **fractions)
     split.to_csv(snakemake.output[0], index=False)
     log.info("split %s: %s", split_id, split["subset"].value_counts().to_dict())
