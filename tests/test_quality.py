@@ -13,7 +13,9 @@ from scipy.ndimage import gaussian_filter
 from mammosynth.config import validate
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
-from mammosynth.quality import _pairs, audit, ms_ssim_scales
+from mammosynth.imaging.png import read_pngs
+from mammosynth.quality import (_nn_figure, _pairs, _unit_rows, audit, ms_ssim_scales,
+                                patients_of)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
@@ -154,6 +156,129 @@ def test_constant_images_do_not_divide_by_zero(sets):
     json.dumps(r, allow_nan=False)
     assert [p["ncc"] for p in r["memorization"]["per_image"]] == [0.0, 0.0, 0.0]
     assert r["memorization"]["near_copies"] == 0
+
+
+# --- NCC over the breast; the baseline excludes the same patient ----------------------------
+
+def masked_ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """The breast-region NCC written out directly: each image's pixels > 0 centred on their own
+    mean, background 0, and the dot product over the product of the two norms."""
+    ca = np.where(a > 0, a - a[a > 0].mean(), 0.0).astype(np.float64)
+    cb = np.where(b > 0, b - b[b > 0].mean(), 0.0).astype(np.float64)
+    return float((ca * cb).sum() / (np.linalg.norm(ca) * np.linalg.norm(cb)))
+
+
+def textured(seed: int, size: int = 64) -> np.ndarray:
+    """A half-ellipse "breast" against the left edge, filled with white noise around 0.5, on an
+    exact-0 background: the same region in every image, the texture independent per seed."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    inside = (x / (0.6 * size)) ** 2 + ((y - size / 2) / (0.42 * size)) ** 2 <= 1.0
+    return np.where(inside, 0.5 + 0.1 * np.random.default_rng(seed).uniform(-1, 1, (size, size)),
+                    0.0)
+
+
+def test_background_does_not_inflate_ncc(tmp_path):
+    a, b = textured(1), textured(2)
+    # over the whole image the shared black background makes two unrelated breasts look alike
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    rows = _unit_rows(np.stack([a, b, a, 0.5 * a])[:, None].astype(np.float32))
+    assert abs(float(rows[0] @ rows[1])) < 0.1
+    assert float(rows[0] @ rows[1]) == pytest.approx(masked_ncc(a, b), abs=1e-5)
+    assert float(rows[0] @ rows[2]) == pytest.approx(1.0, abs=1e-5)  # itself
+    assert float(rows[0] @ rows[3]) == pytest.approx(1.0, abs=1e-5)  # intensity-scaled copy
+
+    # the same through audit: unrelated textures are not near copies, a scaled copy is
+    real = write_set(tmp_path / "real", "real", [a, textured(3)])
+    syn = write_set(tmp_path / "syn", "syn", [b, textured(4), 0.5 * a])
+    mem = audit(real, syn)["memorization"]
+    ncc = [p["ncc"] for p in mem["per_image"]]
+    assert max(abs(ncc[0]), abs(ncc[1])) < 0.1
+    assert ncc[2] == pytest.approx(1.0, abs=1e-4) and mem["per_image"][2]["nearest_real"] == real[0]
+    assert mem["near_copies"] == 1
+
+
+def test_constant_breast_has_ncc_zero():
+    flat = np.where(textured(1) > 0, 0.6, 0.0)
+    rows = _unit_rows(np.stack([flat, np.zeros_like(flat), textured(2)])[:, None]
+                      .astype(np.float32))
+    assert not rows[0].any() and not rows[1].any() and rows[2].any()
+
+
+@pytest.fixture(scope="module")
+def patients(tmp_path_factory):
+    """Breast-like 32-px images: patient "p0" has the same breast twice (two views, slight
+    noise: near-identical), patients p1..p6 one image each; and 4 synthetic images."""
+    root = tmp_path_factory.mktemp("patients")
+    base = breast(np.random.default_rng(100))
+    twins = [np.where(base > 0, np.clip(base + np.random.default_rng(s).normal(0, 0.003,
+                                                                                 base.shape),
+                                        0.01, 1.0), 0.0) for s in (1, 2)]
+    rng = np.random.default_rng(0)
+    real = write_set(root / "real", "real", twins + [breast(rng) for _ in range(6)])
+    synthetic = write_set(root / "syn", "syn", [breast(rng) for _ in range(4)])
+    groups = ["p0", "p0"] + [f"p{k}" for k in range(1, 7)]
+    return {"real": real, "synthetic": synthetic, "groups": groups}
+
+
+def test_baseline_excludes_the_same_patient(patients):
+    real, groups = patients["real"], patients["groups"]
+    images = read_pngs(real, 32)[:, 0]
+    assert masked_ncc(images[0], images[1]) > 0.99  # the same breast twice
+
+    alone = audit(real, patients["synthetic"], size=32)["memorization"]
+    assert alone["baseline_excludes"] == "self"
+    assert alone["real_per_image"][0]["nearest_other_real"] == real[1]
+    assert alone["real_per_image"][1]["nearest_other_real"] == real[0]
+    assert alone["real_per_image"][0]["ncc"] > 0.99
+
+    mem = audit(real, patients["synthetic"], size=32, real_groups=groups)["memorization"]
+    assert mem["baseline_excludes"] == "same patient"
+    for k, row in enumerate(mem["real_per_image"]):
+        other = [j for j in range(len(real)) if groups[j] != groups[k]]
+        expected = max(masked_ncc(images[k], images[j]) for j in other)
+        assert groups[real.index(row["nearest_other_real"])] != groups[k]
+        assert row["ncc"] == pytest.approx(expected, abs=1e-4)
+    for k in (0, 1):  # the twins: now their NCC with another patient's breast, not ~1
+        assert mem["real_per_image"][k]["ncc"] < alone["real_per_image"][k]["ncc"] - 0.01
+    # patients with one image each keep their baseline; the synthetic side is untouched
+    assert mem["real_per_image"][2:] == alone["real_per_image"][2:]
+    assert mem["per_image"] == alone["per_image"]
+    assert mem["real_nn_ncc"]["max"] < alone["real_nn_ncc"]["max"]
+
+    # an unknown (empty) patient id is a patient of its own: the same as excluding only self
+    unknown = audit(real, patients["synthetic"], size=32,
+                    real_groups=[""] * len(real))["memorization"]
+    assert unknown["real_per_image"] == alone["real_per_image"]
+
+
+def test_one_patient_has_no_baseline(patients, tmp_path):
+    real = patients["real"]
+    with pytest.raises(UserError, match=r"all 8 real training images are of one patient \(p0\)"):
+        audit(real, patients["synthetic"], size=32, real_groups=["p0"] * len(real))
+    # two patients are enough
+    audit(real[:3], patients["synthetic"], size=32, real_groups=["p0", "p0", "p1"])
+
+    import pandas as pd
+
+    manifest = pd.DataFrame({"image_path": real[:3] + [""], "patient_id": ["a", "a", "b", "c"]})
+    assert patients_of(manifest, [real[2], real[0]]) == ["b", "a"]
+    with pytest.raises(UserError, match="manifest: no row has image_path"):
+        patients_of(manifest, [real[5]])
+
+
+def test_nn_figure_names_the_baseline(patients, tmp_path):
+    syn, real = np.array([0.2, 0.5, 0.97]), np.array([0.4, 0.6])
+    for by_patient, legend in ((False, "real → nearest other real (n=2)"),
+                               (True, "real → nearest real of another patient (n=2)")):
+        path = tmp_path / f"{by_patient}_nn.png"
+        fig = _nn_figure(path, syn, real, 0.95, by_patient=by_patient)
+        assert legend in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert path.stat().st_size > 10_000
+    # audit draws it with the patients when it has them
+    prefix = tmp_path / "audit"
+    audit(patients["real"], patients["synthetic"], size=32, real_groups=patients["groups"],
+          figure_prefix=prefix)
+    assert Path(f"{prefix}_nn.png").stat().st_size > 10_000
 
 
 def test_small_size_and_pair_sampling(sets):

@@ -7,9 +7,10 @@
 - diversity: mean pairwise MS-SSIM within each set (a collapsed generator scores much higher
   than the real images do);
 - memorization: every synthetic image's nearest real image by normalised cross-correlation
-  (NCC), the count of near copies, the closest pairs, and as a baseline every real image's
-  nearest *other* real image, so a reader can tell whether the synthetic images sit closer to
-  the training images than the training images sit to each other;
+  (NCC) over the breast region, the count of near copies, the closest pairs, and as a baseline
+  every real image's nearest real image of *another patient* (given the patients; otherwise of
+  any other image), so a reader can tell whether the synthetic images sit closer to the
+  training images than one woman's images sit to another's;
 - fid: FID and KID from a local Inception-v3 weights file, when asked for (nothing can be
   downloaded, so the weights must be given).
 
@@ -51,7 +52,7 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
           figure_prefix: str | Path | None = None,
           held_out_paths: list[str] | None = None, test_paths: list[str] | None = None,
           classifier: str | None = None, label: str | None = None,
-          thresholds: dict | None = None) -> dict:
+          thresholds: dict | None = None, real_groups: list[str] | None = None) -> dict:
     """Audit synthetic images against real ones; see the module docstring for what is measured.
 
     With `thresholds` (config quality.verdict) the result also holds `realism`: the measures of
@@ -71,8 +72,24 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
     0.2363, 0.1333) renormalised to sum to 1. `diversity` records `scales`, `kernel_size` and
     `betas`. Each set's mean is over all pairs, or a fixed-seed sample of 500 distinct pairs.
 
-    NCC (`memorization`): each image (at `size`) minus its mean, divided by its L2 norm; NCC is
-    the dot product of two such vectors (an all-constant image has NCC 0 with everything).
+    NCC (`memorization`), over the breast: preprocessed images (and synthetic ones, post-processed
+    the same way) have a background of exactly 0, which every image shares and which would
+    otherwise inflate every correlation. Each image (at `size`) becomes a vector: its breast
+    pixels (value > 0) minus the mean of its breast pixels, its background pixels 0, divided by
+    the vector's L2 norm. NCC of two images is the dot product of their vectors: the
+    covariance over the pixels where both have breast, normalised by each image's own breast
+    norm, so it lies in [-1, 1], is 1 for an image and itself or an intensity-scaled copy, and
+    is lowered where the two breasts do not overlap. An image with no breast pixels or a
+    constant breast has NCC 0 with everything. A synthetic image is a near copy when its NCC
+    with its nearest real image is at least `near_copy_threshold`.
+
+    The baseline (`memorization.real_nn_ncc`, `real_per_image`): each real image's NCC with its
+    nearest real image, excluding itself and, with `real_groups` (the patient id of each real
+    image, aligned with `real_paths`), every image of the same patient - one woman's other view
+    and other breast are far closer to her image than any synthetic image should be to a
+    training image, and would inflate the baseline. `memorization.baseline_excludes` says which:
+    "same patient" or "self". An empty patient id counts as a patient of its own. UserError if
+    every real image is of one patient (there is no baseline).
 
     FID/KID (`fid`, only when `fid=True`): one Inception-v3 pass (torch-fidelity's network as
     torchmetrics wraps it, `NoTrainInceptionV3`, 2048-d pool features) over the grayscale images
@@ -107,6 +124,7 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
         raise UserError(f"config quality.near_copy_threshold: {near_copy_threshold!r} is not an "
                         f"NCC between -1 and 1 (e.g. 0.95)")
     near_copy_threshold = float(near_copy_threshold)
+    groups = _group_codes(real_groups, len(real_paths))
     weights = _check_weights(inception_weights) if fid else None
 
     real_paths = [str(p) for p in real_paths]
@@ -115,7 +133,7 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
     synthetic = read_pngs(synthetic_paths, size)
 
     memorization, syn_ncc, real_ncc = _memorization(real, synthetic, real_paths, synthetic_paths,
-                                                    near_copy_threshold)
+                                                    near_copy_threshold, groups)
     result = {
         "n_real": len(real_paths),
         "n_synthetic": len(synthetic_paths),
@@ -134,7 +152,8 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
     if figure_prefix is not None:
         _pairs_figure(f"{figure_prefix}_pairs.png", memorization["closest"], synthetic, real,
                       synthetic_paths, real_paths)
-        _nn_figure(f"{figure_prefix}_nn.png", syn_ncc, real_ncc, near_copy_threshold)
+        _nn_figure(f"{figure_prefix}_nn.png", syn_ncc, real_ncc, near_copy_threshold,
+                   by_patient=real_groups is not None)
     return result
 
 
@@ -283,25 +302,61 @@ def _diversity(real: np.ndarray, synthetic: np.ndarray) -> dict:
 
 # --- memorization ----------------------------------------------------------------------------
 
+def patients_of(manifest, paths: list[str], column: str = "patient_id") -> list[str]:
+    """The `column` (patient id) of each preprocessed image path, from the manifest's rows with
+    that `image_path`; aligned with `paths` (e.g. `splits.images_of`'s list)."""
+    rows = manifest[manifest["image_path"].isin(set(paths))]
+    where = dict(zip(rows["image_path"], rows[column]))
+    missing = [p for p in paths if p not in where]
+    if missing:
+        raise UserError(f"manifest: no row has image_path {missing[0]} ({len(missing)} such); "
+                        "the manifest and split are out of step - re-run preprocess and split")
+    return [where[p] for p in paths]
+
+
+def _group_codes(groups: list[str] | None, n: int) -> np.ndarray | None:
+    """Patient ids -> integer codes (an empty id: a code of its own); None stays None. UserError
+    if every image is of one patient."""
+    if groups is None:
+        return None
+    groups = [str(g) if g is not None else "" for g in groups]
+    if len(groups) != n:
+        raise ValueError(f"real_groups has {len(groups)} entries for {n} real images")
+    codes = {}
+    out = np.array([codes.setdefault(g, len(codes)) if g.strip() else -1 - k
+                    for k, g in enumerate(groups)], dtype=np.int64)
+    if len(np.unique(out)) < 2:
+        raise UserError(f"quality audit: all {n} real training images are of one patient "
+                        f"({groups[0]}), so there is no real image of another patient to compare "
+                        "with; use data with more patients for this label")
+    return out
+
+
 def _unit_rows(images: np.ndarray) -> np.ndarray:
-    """Each image flattened, minus its mean, over its L2 norm (zero-norm rows stay zero)."""
+    """Each image flattened to its breast vector: pixels > 0 minus their mean, background 0, over
+    the L2 norm (an image without breast pixels or with a constant breast: a zero row)."""
     x = images.reshape(len(images), -1).astype(np.float64)
-    x -= x.mean(axis=1, keepdims=True)
+    breast = x > 0
+    count = breast.sum(axis=1, keepdims=True)
+    mean = np.divide(np.where(breast, x, 0.0).sum(axis=1, keepdims=True), count,
+                     out=np.zeros((len(x), 1)), where=count > 0)
+    x = np.where(breast, x - mean, 0.0)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-12)
     return x.astype(np.float32)
 
 
-def _nearest(a: np.ndarray, b: np.ndarray, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of a, the index and NCC of its most correlated row of b (chunked)."""
+def _nearest(a: np.ndarray, b: np.ndarray,
+             groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of a, the index and NCC of its most correlated row of b (chunked). With
+    `groups` (a and b the same set; one code per row) a row's own group is excluded."""
     best = np.empty(len(a), dtype=np.float64)
     arg = np.empty(len(a), dtype=np.int64)
     chunk = max(1, (1 << 24) // max(1, len(b)))  # ~64 MiB of float32 similarities per chunk
     for start in range(0, len(a), chunk):
         sims = a[start:start + chunk] @ b.T
-        if exclude_self:
-            rows = np.arange(sims.shape[0])
-            sims[rows, rows + start] = -np.inf
+        if groups is not None:
+            sims[groups[start:start + chunk, None] == groups[None, :]] = -np.inf
         arg[start:start + chunk] = np.argmax(sims, axis=1)
         best[start:start + chunk] = sims[np.arange(sims.shape[0]), arg[start:start + chunk]]
     return arg, np.clip(best, -1.0, 1.0)
@@ -312,10 +367,10 @@ def _summary(values: np.ndarray) -> dict:
             "p95": float(np.percentile(values, 95)), "max": float(values.max())}
 
 
-def _memorization(real, synthetic, real_paths, synthetic_paths, threshold):
+def _memorization(real, synthetic, real_paths, synthetic_paths, threshold, groups=None):
     r, s = _unit_rows(real), _unit_rows(synthetic)
-    syn_arg, syn_ncc = _nearest(s, r, exclude_self=False)
-    real_arg, real_ncc = _nearest(r, r, exclude_self=True)
+    syn_arg, syn_ncc = _nearest(s, r)
+    real_arg, real_ncc = _nearest(r, r, np.arange(len(r)) if groups is None else groups)
     near = int((syn_ncc >= threshold).sum())
     order = sorted(range(len(syn_ncc)), key=lambda k: (-syn_ncc[k], k))
     closest = [{"synthetic": synthetic_paths[k], "real": real_paths[syn_arg[k]],
@@ -327,6 +382,7 @@ def _memorization(real, synthetic, real_paths, synthetic_paths, threshold):
         "near_copy_fraction": near / len(syn_ncc),
         "closest": closest,
         "real_nn_ncc": _summary(real_ncc),
+        "baseline_excludes": "self" if groups is None else "same patient",
         "per_image": [{"synthetic": synthetic_paths[k], "nearest_real": real_paths[syn_arg[k]],
                        "ncc": float(syn_ncc[k])} for k in range(len(syn_ncc))],
         "real_per_image": [{"real": real_paths[k], "nearest_other_real": real_paths[real_arg[k]],
@@ -456,7 +512,8 @@ def _pairs_figure(path, closest, synthetic, real, synthetic_paths, real_paths) -
     _save(fig, path)
 
 
-def _nn_figure(path, syn_ncc, real_ncc, threshold) -> None:
+def _nn_figure(path, syn_ncc, real_ncc, threshold, by_patient: bool = False):
+    """The nearest-neighbour NCC histogram, written to `path`; returns the figure."""
     from matplotlib.figure import Figure
 
     lo = min(float(syn_ncc.min()), float(real_ncc.min()), threshold, 0.9)
@@ -469,7 +526,8 @@ def _nn_figure(path, syn_ncc, real_ncc, threshold) -> None:
             color="tab:orange", alpha=0.7, label=f"synthetic → nearest real (n={len(syn_ncc)})")
     ax.hist(real_ncc, bins=bins, weights=np.full(len(real_ncc), 1.0 / len(real_ncc)),
             histtype="step", color="tab:blue", linewidth=1.8,
-            label=f"real → nearest other real (n={len(real_ncc)})")
+            label=(f"real → nearest real of another patient (n={len(real_ncc)})" if by_patient
+                   else f"real → nearest other real (n={len(real_ncc)})"))
     ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.5,
                label=f"near-copy threshold {threshold:g}")
     ax.set_xlabel("NCC with nearest neighbour")
@@ -478,3 +536,4 @@ def _nn_figure(path, syn_ncc, real_ncc, threshold) -> None:
                  f"(NCC ≥ {threshold:g})")
     ax.legend(loc="best", fontsize=9)
     _save(fig, path)
+    return fig

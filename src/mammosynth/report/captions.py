@@ -15,8 +15,9 @@ CAPTIONS = {
                  "fraction; numbers: images).",
     "samples": "Real training images (top) and synthetic images (bottom) of one label, same "
                "preprocessing and size (paper 000's Table 2).",
-    "memorization": "Memorization audit: each synthetic image's similarity to its nearest real "
-                    "training image against the real images' own nearest-neighbour similarity.",
+    "memorization": "Memorization audit: each synthetic image's similarity (NCC over the breast) "
+                    "to its nearest real training image against each real training image's "
+                    "similarity to its nearest real image of another patient.",
     "pairs": "The synthetic images closest to a real training image, each above its nearest real "
              "image: near copies here would contradict privacy claims.",
 }
