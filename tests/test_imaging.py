@@ -331,6 +331,99 @@ def test_left_breast_is_not_flipped_and_mirrors_the_right_one():
     np.testing.assert_array_equal(out_none, out_l)
 
 
+def test_orientation_metadata_keeps_a_wrong_laterality_and_image_overrides_it():
+    """The breast meets the right edge but the metadata says L (a left breast, chest wall left)."""
+    img = breast_image(256, 256, side="R")
+    kept, info = preprocess_array(img, "L", 64)  # orientation "metadata", the default
+    assert info["flipped"] is False and info["laterality_from"] == "metadata"
+    assert info["chest_wall_seen"] == "R"  # the side in the image as given
+    # not flipped: the crop is placed at the left as always, so the chest wall (the breast's
+    # brightest column) faces right, in the middle of the frame, with black padding beyond it
+    width = int(np.nonzero(kept.any(axis=0))[0][-1]) + 1
+    assert 32 < width < 64 and not kept[:, width:].any()
+    profile = kept[:, :width].mean(axis=0)
+    assert profile[-3:].mean() > 4 * profile[:3].mean()
+
+    out, info = preprocess_array(img, "L", 64, orientation="image")
+    assert info["flipped"] is True and info["laterality_from"] == "image"
+    assert info["chest_wall_seen"] == "R"
+    left, right = edge_means(out)
+    assert left > 10 * max(right, 1.0)
+    np.testing.assert_array_equal(out, preprocess_array(img, "R", 64)[0])
+    np.testing.assert_array_equal(kept[:, :width], out[:, :width][:, ::-1])  # mirror images
+    # where metadata and image agree, "image" changes nothing but the record of the source
+    same, info = preprocess_array(img, "R", 64, orientation="image")
+    assert info["laterality_from"] == "image"
+    np.testing.assert_array_equal(same, out)
+
+
+def test_orientation_must_be_metadata_or_image():
+    from mammosynth.errors import UserError
+
+    with pytest.raises(UserError, match=r"preprocess\.orientation.*'content'"):
+        preprocess_array(breast_image(64, 64), "R", 32, orientation="content")
+
+
+@pytest.mark.parametrize("orientation", ["metadata", "image"])
+def test_preprocess_table_counts_laterality_disagreements(tmp_path, caplog, orientation):
+    import logging
+
+    import pandas as pd
+
+    from mammosynth.datasets import INGEST_COLUMNS
+    from mammosynth.imaging.pipeline import laterality_disagreements, preprocess_table
+
+    data = tmp_path / "data"
+    data.mkdir()
+    # (image_id, side the breast meets, metadata laterality)
+    cases = [("agree_r", "R", "R"), ("agree_l", "L", "L"), ("wrong", "R", "L"),
+             ("unknown", "R", "")]
+    rows = []
+    for image_id, side, lat in cases:
+        write_png(data / f"{image_id}.png", breast_image(96, 80, side=side))
+        rows.append(dict.fromkeys(INGEST_COLUMNS, "") | {
+            "image_id": image_id, "patient_id": "p", "status": "ok",
+            "source": f"{image_id}.png", "laterality": lat})
+    with caplog.at_level(logging.INFO, logger="mammosynth.imaging.pipeline"):
+        manifest = preprocess_table(pd.DataFrame(rows), data, tmp_path / "out", size=32,
+                                    orientation=orientation)
+    assert (manifest["status"] == "ok").all()
+    by_id = manifest.set_index("image_id")
+    assert by_id.loc["wrong", "chest_wall_seen"] == "R"
+    assert bool(by_id.loc["wrong", "flipped"]) is (orientation == "image")
+    assert by_id.loc["unknown", "laterality_from"] == "image"
+    counts = laterality_disagreements(manifest)
+    assert counts == {"checked": 3, "disagree": 1, "examples": ["wrong"]}
+    # the same from the manifest as written and read back (strings)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    again = pd.read_csv(tmp_path / "manifest.csv", dtype=str, keep_default_na=False)
+    assert laterality_disagreements(again) == counts
+    assert (f"laterality: 1 of 3 images with a metadata side disagree with the image "
+            f"(orientation: {orientation})") in caplog.text
+
+
+def test_laterality_disagreements_counts_only_ok_images_with_both_sides():
+    import pandas as pd
+
+    from mammosynth.errors import UserError
+    from mammosynth.imaging.pipeline import laterality_disagreements
+
+    rows = [("a", "ok", "L", "L"), ("b", "ok", "R", "R"),  # agree
+            ("c", "ok", "L", "R"), ("d", "ok", "R", "L"),  # disagree, either way round
+            ("e", "ok", "", "R"), ("f", "ok", "U", "L"),  # no metadata side
+            ("g", "rejected", "L", ""), ("h", "rejected", "R", "L")]  # not ok
+    rows += [(f"x{k:02d}", "ok", "L", "R") for k in range(12)]  # more than 10 disagreements
+    frame = pd.DataFrame(rows, columns=["image_id", "status", "laterality", "chest_wall_seen"])
+    counts = laterality_disagreements(frame)
+    assert counts["checked"] == 4 + 12 and counts["disagree"] == 2 + 12
+    assert counts["examples"] == ["c", "d"] + [f"x{k:02d}" for k in range(8)]
+    assert laterality_disagreements(frame.iloc[:8]) == {"checked": 4, "disagree": 2,
+                                                        "examples": ["c", "d"]}
+    assert laterality_disagreements(frame.iloc[4:8])["checked"] == 0
+    with pytest.raises(UserError, match="chest_wall_seen"):
+        laterality_disagreements(frame.drop(columns="chest_wall_seen"))
+
+
 def test_output_is_the_breast_cropped_and_scaled():
     img = breast_image(256, 256, side="L")
     out, _ = preprocess_array(img, "L", 64)

@@ -7,5 +7,6 @@ with job(snakemake.log[0]):
     ingest = pd.read_csv(snakemake.input.ingest, dtype=str, keep_default_na=False)
     manifest = preprocess_table(ingest, snakemake.params.root, snakemake.output.images,
                                 size=snakemake.params.size, workers=snakemake.threads,
-                                on_bad_image=snakemake.params.on_bad_image)
+                                on_bad_image=snakemake.params.on_bad_image,
+                                orientation=snakemake.params.orientation)
     manifest.to_csv(snakemake.output.manifest, index=False)

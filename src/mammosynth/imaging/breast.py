@@ -2,8 +2,9 @@
 
 The mask is found on a subsampled, lightly smoothed copy (longest side ~256 px): threshold at half Otsu's level
 (keeps the faint skin-line region), largest connected component (drops labels and markers),
-holes filled. The chest wall side comes from the metadata's laterality (R is flipped) and, when
-that is missing, from the image: the breast is widest at the chest wall.
+holes filled. The chest wall side comes, with orientation "metadata", from the metadata's
+laterality (R is flipped) and, when that is missing, from the image: the side where the breast
+meets more of the image edge; with orientation "image", always from the image.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mammosynth.errors import ImageError
+from mammosynth.errors import ImageError, UserError
 
 MASK_SIDE = 256
 
@@ -106,15 +107,31 @@ def mask_like_real(image: np.ndarray) -> tuple[np.ndarray, bool]:
     return (out[:, ::-1] if flipped else out), flipped
 
 
-def preprocess_array(image: np.ndarray, laterality: str | None, size: int):
-    """A [0, 1] mammogram -> (size x size uint16 with the chest wall on the left, info dict)."""
+ORIENTATIONS = ("metadata", "image")
+
+
+def preprocess_array(image: np.ndarray, laterality: str | None, size: int,
+                     orientation: str = "metadata"):
+    """A [0, 1] mammogram -> (size x size uint16 with the chest wall on the left, info dict).
+
+    orientation (config preprocess.orientation): "metadata" - the chest wall is where the
+    laterality says (L: left edge, kept; R: right edge, flipped), or where the image shows it
+    when the laterality is not L/R; "image" - always where the image shows it. The info dict
+    records `laterality_from` (which of the two was used) and `chest_wall_seen`: the side the
+    breast meets in the image as given, before any flip (so laterality != chest_wall_seen is a
+    disagreement whichever orientation was used).
+    """
+    if orientation not in ORIENTATIONS:
+        raise UserError(f"config preprocess.orientation: {orientation!r} is not one of "
+                        f"{', '.join(ORIENTATIONS)}")
     factor = max(1, max(image.shape) // MASK_SIDE)
     small, row_edges, col_edges = thumbnail(image, factor)
     mask = breast_mask(small)
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     content_side = chest_wall_side(mask)
-    side = laterality if laterality in ("L", "R") else content_side
+    from_metadata = orientation == "metadata" and laterality in ("L", "R")
+    side = laterality if from_metadata else content_side
     crop = image[row_edges[r0]:row_edges[r1], col_edges[c0]:col_edges[c1]]
     crop_mask = mask[r0:r1, c0:c1]
     h, w = crop.shape
@@ -128,6 +145,6 @@ def preprocess_array(image: np.ndarray, laterality: str | None, size: int):
     top = (size - nh) // 2
     out[top:top + nh, :nw] = resized * keep
     info = {"orig_height": image.shape[0], "orig_width": image.shape[1],
-            "flipped": side == "R", "laterality_from": "metadata" if laterality in ("L", "R")
-            else "image", "chest_wall_seen": content_side}
+            "flipped": side == "R", "laterality_from": "metadata" if from_metadata else "image",
+            "chest_wall_seen": content_side}
     return np.round(np.clip(out, 0.0, 1.0) * 65535.0).astype(np.uint16), info

@@ -17,20 +17,21 @@ from tqdm import tqdm
 
 from mammosynth.datasets import MANIFEST_COLUMNS, OPTIONAL_COLUMNS
 from mammosynth.errors import ImageError, UserError
-from mammosynth.imaging.breast import preprocess_array
+from mammosynth.imaging.breast import ORIENTATIONS, preprocess_array
 from mammosynth.imaging.decode import load_image
 from mammosynth.imaging.png import write_png
 
 log = logging.getLogger(__name__)
 EXTRA_COLUMNS = ["orig_height", "orig_width", "flipped", "laterality_from", "chest_wall_seen"]
+MAX_EXAMPLES = 10
 
 
 def _one(task):
-    image_id, path, laterality, out_path, size = task
+    image_id, path, laterality, out_path, size, orientation = task
     try:
         # size: a JPEG 2000 DICOM is decoded at reduced resolution when that is enough for it
         image, stored = load_image(path, target=size)
-        image, info = preprocess_array(image, laterality, size)
+        image, info = preprocess_array(image, laterality, size, orientation)
         info["orig_height"], info["orig_width"] = stored  # the file's size, not the decoded one
         write_png(out_path, image)
         return image_id, "", info
@@ -46,16 +47,47 @@ def fail_on_rejections(table: pd.DataFrame, on_bad_image: str) -> None:
                         "set dataset.on_bad_image: reject to keep going without them)")
 
 
+def laterality_disagreements(manifest: pd.DataFrame) -> dict:
+    """How often the metadata's laterality and the image disagree on the chest wall side.
+
+    Over the ok images with a laterality of L or R and a `chest_wall_seen` (the side the breast
+    meets in the image as decoded, before any flip; see `preprocess_array`): `checked` counts
+    them, `disagree` those whose laterality is not that side (e.g. the metadata says L, the
+    left breast, whose chest wall should be on the left, but the breast meets the right edge),
+    and `examples` lists the first MAX_EXAMPLES such image_ids in manifest order.
+    """
+    missing = [c for c in ("image_id", "status", "laterality", "chest_wall_seen")
+               if c not in manifest.columns]
+    if missing:
+        raise UserError(f"manifest has no {', '.join(missing)} column(s): it predates this "
+                        "version; delete results/data/manifest.csv and re-run preprocess")
+    text = manifest[["image_id", "status", "laterality", "chest_wall_seen"]].fillna("").astype(str)
+    sides = ("L", "R")
+    checked = text[(text["status"] == "ok") & text["laterality"].isin(sides)
+                   & text["chest_wall_seen"].isin(sides)]
+    disagree = checked[checked["laterality"] != checked["chest_wall_seen"]]
+    return {"checked": len(checked), "disagree": len(disagree),
+            "examples": disagree["image_id"].head(MAX_EXAMPLES).tolist()}
+
+
 def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path, size: int,
-                     workers: int = 1, on_bad_image: str = "reject") -> pd.DataFrame:
-    """Ingest table -> manifest (MANIFEST_COLUMNS + EXTRA_COLUMNS); PNGs in out_dir."""
+                     workers: int = 1, on_bad_image: str = "reject",
+                     orientation: str = "metadata") -> pd.DataFrame:
+    """Ingest table -> manifest (MANIFEST_COLUMNS + EXTRA_COLUMNS); PNGs in out_dir.
+
+    orientation (config preprocess.orientation) picks where the chest wall is taken to be:
+    see `preprocess_array`. Either way the metadata/image disagreements are logged (see
+    `laterality_disagreements`)."""
+    if orientation not in ORIENTATIONS:
+        raise UserError(f"config preprocess.orientation: {orientation!r} is not one of "
+                        f"{', '.join(ORIENTATIONS)}")
     fail_on_rejections(ingest, on_bad_image)
     root, out_dir = Path(root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = ingest.copy()
     ok = manifest["status"] == "ok"
-    tasks = [(r.image_id, root / r.source, r.laterality, out_dir / f"{r.image_id}.png", size)
-             for r in manifest[ok].itertuples()]
+    tasks = [(r.image_id, root / r.source, r.laterality, out_dir / f"{r.image_id}.png", size,
+              orientation) for r in manifest[ok].itertuples()]
     if workers > 1 and len(tasks) > 1:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         results = pool.map(_one, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
@@ -81,5 +113,8 @@ def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path
     counts = manifest["status"].value_counts().to_dict()
     log.info("manifest: %d inputs, %d ok, %d rejected", len(manifest), counts.get("ok", 0),
              counts.get("rejected", 0))
+    sides = laterality_disagreements(manifest)
+    log.info("laterality: %d of %d images with a metadata side disagree with the image "
+             "(orientation: %s)", sides["disagree"], sides["checked"], orientation)
     return manifest[MANIFEST_COLUMNS + EXTRA_COLUMNS
                     + [c for c in OPTIONAL_COLUMNS if c in manifest.columns]]
