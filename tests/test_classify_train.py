@@ -3,6 +3,7 @@ frozen backbone, augmentation. Tiny real timm models on tiny real PNGs."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from mammosynth.classify.model import load_weights
-from mammosynth.classify.train import augment, train_classifier
+from mammosynth.classify.train import augment, monitored_loss, train_classifier
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
 
@@ -219,3 +221,136 @@ def test_validation_loss_is_weighted_like_the_training_loss(tmp_path):
         logged[weighting] = history(out)["val_loss"].iloc[-1]
         assert logged[weighting] == pytest.approx(per_image.mean().item(), rel=1e-5)
     assert logged["balanced"] != pytest.approx(logged["none"])
+
+
+# -- resume state keyed to the config and inputs --------------------------------------------------
+
+class _Killed(Exception):
+    pass
+
+
+def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1):
+    """Train with `config` until `epochs_done` epochs are saved in out/resume.pt, then stop as a
+    killed job would (the weights Snakemake would remove are removed)."""
+    import mammosynth.classify.train as classify_train
+
+    original, saved = classify_train.save_atomic, []
+
+    def save_then_stop(state, path):
+        original(state, path)
+        saved.append(state["epoch"])
+        if len(saved) == epochs_done:
+            raise _Killed
+
+    monkeypatch.setattr(classify_train, "save_atomic", save_then_stop)
+    with pytest.raises(_Killed):
+        train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    monkeypatch.undo()
+    assert (out / "resume.pt").is_file() and saved == list(range(1, epochs_done + 1))
+    (out / "last.safetensors").unlink()
+    (out / "best.safetensors").unlink(missing_ok=True)
+
+
+def _assert_same_run(a, b):
+    cols = ["epoch", "train_loss", "val_loss", "best"]
+    pd.testing.assert_frame_equal(history(a)[cols], history(b)[cols])
+    for ckpt in ("last", "best"):
+        x, y = (load_file(str(d / f"{ckpt}.safetensors")) for d in (a, b))
+        assert all(torch.equal(x[k], y[k]) for k in x), ckpt
+
+
+@pytest.mark.parametrize("change", ["lr", "training_set"])
+def test_resume_state_of_another_config_or_training_set_is_set_aside(tmp_path, data, change,
+                                                                     monkeypatch, caplog):
+    out = tmp_path / "out"
+    _write_resume_state(monkeypatch, data, out, cfg(epochs=3))
+    if change == "lr":
+        subsets, config = data, cfg(epochs=3, lr=1e-3)
+    else:  # 12 other images, same labels
+        subsets, config = dict(data, train=frame(tmp_path / "train2", 12, seed=5)), cfg(epochs=3)
+    train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0)
+
+    assert "was written for a different config or inputs: training starts afresh" in caplog.text
+    assert (out / "resume.pt.stale").is_file() and not (out / "resume.pt").exists()
+    assert torch.load(out / "resume.pt.stale", weights_only=True)["epoch"] == 1
+    assert list(history(out)["epoch"]) == [1, 2, 3]
+    train_classifier(subsets, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    _assert_same_run(out, tmp_path / "fresh")
+
+
+def test_a_changed_image_file_is_a_changed_training_set(tmp_path, data, monkeypatch, caplog):
+    """Same paths and labels, but one PNG rewritten (a different size): not resumed."""
+    out = tmp_path / "out"
+    _write_resume_state(monkeypatch, data, out, cfg(epochs=2))
+    path = data["train"]["path"].iloc[0]
+    write_png(path, np.zeros((48, 48)))
+    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=cfg(epochs=2), seed=0)
+    assert "training starts afresh" in caplog.text and (out / "resume.pt.stale").is_file()
+
+
+def test_more_epochs_or_another_bootstrap_still_resume(tmp_path, data, monkeypatch, caplog):
+    """epochs (at a constant lr) and bootstrap do not change epoch k: the state is resumed and
+    the result is that of an uninterrupted run with the new settings."""
+    out = tmp_path / "out"
+    _write_resume_state(monkeypatch, data, out, cfg(epochs=2, bootstrap=10))
+    caplog.set_level(logging.INFO)
+    config = cfg(epochs=3, bootstrap=20)
+    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    assert "resumed from" in caplog.text and "afresh" not in caplog.text
+    assert not (out / "resume.pt.stale").exists()
+    train_classifier(data, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    _assert_same_run(out, tmp_path / "fresh")
+
+
+def test_a_state_past_the_new_epoch_count_is_set_aside(tmp_path, data, monkeypatch, caplog):
+    out = tmp_path / "out"
+    _write_resume_state(monkeypatch, data, out, cfg(epochs=3), epochs_done=2)
+    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=cfg(epochs=1), seed=0)
+    assert "training starts afresh" in caplog.text and (out / "resume.pt.stale").is_file()
+    assert list(history(out)["epoch"]) == [1]
+    train_classifier(data, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=cfg(epochs=1),
+                     seed=0)
+    _assert_same_run(out, tmp_path / "fresh")
+
+
+def test_fingerprint_covers_settings_and_files_not_key_order(tmp_path):
+    from mammosynth.runtime import fingerprint
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"12345")
+    b.write_bytes(b"12345")
+    base = fingerprint({"lr": 1e-3, "seed": 0}, {"train": [a, b]})
+    assert len(base) == 64 and base == fingerprint({"seed": 0, "lr": 0.001}, {"train": [a, b]})
+    assert base != fingerprint({"lr": 1e-4, "seed": 0}, {"train": [a, b]})
+    assert base != fingerprint({"lr": 1e-3, "seed": 0}, {"train": [b, a]})
+    assert base != fingerprint({"lr": 1e-3, "seed": 0}, {"val": [a, b]})
+    b.write_bytes(b"123456")
+    assert base != fingerprint({"lr": 1e-3, "seed": 0}, {"train": [a, b]})
+
+
+# -- which epoch the monitored validation loss picks ----------------------------------------------
+
+def test_loss_weighting_changes_the_selected_epoch():
+    """Imbalanced validation set (9 of class 0, 3 of class 1; training weights 2/3 and 2, the
+    "balanced" weights of a 9:3 training set). Epoch A is sure of class 0 and wrong on class 1,
+    epoch B unsure of class 0 and right on class 1: the plain mean prefers A, the class-weighted
+    mean (what training minimises) prefers B."""
+    y = torch.tensor([0] * 9 + [1] * 3)
+    weights = torch.tensor([2 / 3, 2.0])
+    logits = {"A": torch.tensor([-3.0] * 9 + [-1.0] * 3)[:, None],
+              "B": torch.tensor([0.0] * 9 + [2.0] * 3)[:, None]}
+    expected = {}
+    for epoch, z in logits.items():
+        per_image = F.binary_cross_entropy_with_logits(z[:, 0], y.float(), reduction="none")
+        expected["none", epoch] = per_image.mean().item()
+        expected["balanced", epoch] = (per_image * torch.where(y == 1, 2.0, 2 / 3)).mean().item()
+    # by hand: A 0.365 / 0.681, B 0.552 / 0.410 (none / balanced)
+    assert expected["none", "A"] == pytest.approx(0.365, abs=1e-3)
+    assert expected["balanced", "B"] == pytest.approx(0.410, abs=1e-3)
+
+    for weighting, pick in (("none", "A"), ("balanced", "B")):
+        monitored = {epoch: monitored_loss(z, y, weights, weighting)
+                     for epoch, z in logits.items()}
+        for epoch in logits:
+            assert monitored[epoch] == pytest.approx(expected[weighting, epoch], rel=1e-6)
+        assert min(monitored, key=monitored.get) == pick, (weighting, monitored)

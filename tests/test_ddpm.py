@@ -194,6 +194,28 @@ def test_resume_keeps_the_logged_losses(tmp_path, images, trained, monkeypatch):
     assert resumed == expected
 
 
+def test_checkpoint_of_another_config_is_set_aside(tmp_path, images, monkeypatch, caplog):
+    """A checkpoint written with another lr is not resumed: it is moved to <name>.stale, with a
+    warning, and the run equals a fresh one with the new lr (resumed, it would not)."""
+    checkpoint = tmp_path / "b.ckpt"
+    _interrupt_after_first_checkpoint(monkeypatch)
+    with pytest.raises(_Interrupted):
+        train_ddpm(images, tmp_path / "b", ddpm_cfg(), seed=0, checkpoint=checkpoint)
+    monkeypatch.undo()
+    assert checkpoint.is_file()
+
+    cfg = ddpm_cfg(lr=2e-3)
+    train_ddpm(images, tmp_path / "b", cfg, seed=0, checkpoint=checkpoint)
+    assert "was written for a different config or inputs: training starts afresh" in caplog.text
+    stale = tmp_path / "b.ckpt.stale"
+    assert stale.is_file() and torch.load(stale, weights_only=True)["step"] == 3
+    assert not checkpoint.exists()
+    train_ddpm(images, tmp_path / "fresh", cfg, seed=0, checkpoint=tmp_path / "fresh.ckpt")
+    assert_bitwise_equal(weights(tmp_path / "fresh"), weights(tmp_path / "b"))
+    assert [(r["step"], r["loss"]) for r in read_history(tmp_path / "b")] == \
+        [(r["step"], r["loss"]) for r in read_history(tmp_path / "fresh")]
+
+
 CHILD = """
 import json, sys
 import torch

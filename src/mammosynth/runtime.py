@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def device() -> torch.device:
@@ -20,3 +26,31 @@ def save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def fingerprint(settings: Mapping, files: Mapping[str, Sequence[str | Path]]) -> str:
+    """sha256 hex of what determines a training result: `settings` (as JSON with sorted keys)
+    and each named list of input files, in order, as (path, size in bytes) - a file that was
+    replaced by another of a different size, or moved, changes the fingerprint."""
+    inputs = {name: [[str(p), os.path.getsize(p)] for p in paths] for name, paths in files.items()}
+    text = json.dumps({"settings": settings, "files": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_resume(path: Path, key: str, map_location=None,
+                accept: Callable[[dict], bool] | None = None) -> dict | None:
+    """The resume state at `path` if it was saved with fingerprint `key` (and `accept`s it);
+    None if there is none. A state written for a different config or inputs (another or no
+    fingerprint) is moved aside to `<name>.stale`, replacing an older one, with a warning: the
+    caller trains from scratch."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=True, map_location=map_location)
+    if state.get("fingerprint") == key and (accept is None or accept(state)):
+        return state
+    stale = path.with_name(f"{path.name}.stale")
+    os.replace(path, stale)
+    log.warning("%s was written for a different config or inputs: training starts afresh "
+                "(the old state is moved to %s)", path, stale.name)
+    return None

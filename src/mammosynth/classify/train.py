@@ -14,6 +14,14 @@ On CUDA: bf16 autocast and channels_last; on the CPU plain fp32.
 
 After every epoch the whole state (weights, best weights, optimizer, RNG, history) is written
 atomically to `resume`; a killed job re-run continues from the next epoch with the same result.
+The state carries a fingerprint (runtime.fingerprint) of what determines the result: the
+`classifier` config section as given, less the keys that do not change the training (bootstrap,
+checkpoints; archs - `arch` stands for it; pretrained - the resolved weights file and its size
+stand for it; epochs, see below), arch, labels, seed, and the training and validation images'
+paths (in order, each with its file's size) and y. A state with another (or no) fingerprint is
+moved aside to `resume.pt.stale` and training starts afresh. `epochs` is left out because the lr
+is constant, so epoch k is the same whatever the total: a state is resumed under more epochs,
+and is stale only when it is past the new total.
 """
 
 from __future__ import annotations
@@ -33,16 +41,29 @@ from sklearn.utils.class_weight import compute_class_weight
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
 from mammosynth.errors import UserError
-from mammosynth.runtime import device, save_atomic
+from mammosynth.runtime import device, fingerprint, load_resume, save_atomic
 
 log = logging.getLogger(__name__)
 HISTORY = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best"]
+# classifier keys outside the resume fingerprint (see the module docstring)
+NOT_FINGERPRINTED = {"bootstrap", "checkpoints", "archs", "pretrained", "epochs"}
 
 
 def loss_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), reduction="none")
     return F.cross_entropy(logits, y, reduction="none")
+
+
+def monitored_loss(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor,
+                   weighting: str) -> float:
+    """The validation loss "best" is picked by: the mean per-sample loss, each sample weighted by
+    its class's training weight under `weighting` "balanced" (so it is the objective training
+    minimises), unweighted under "none"."""
+    per_sample = loss_per_sample(logits, y)
+    if weighting == "balanced":
+        per_sample = per_sample * class_weights.to(per_sample.device)[y]
+    return per_sample.mean().item()
 
 
 def _forward(model, normalize, x: torch.Tensor) -> torch.Tensor:
@@ -110,11 +131,14 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
              len(train), int(train["synthetic"].sum()), len(val))
 
     pretrained = models.pretrained_file(cfg.get("pretrained"), arch)
+    key = fingerprint(
+        {"classifier": {k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
+         "arch": arch, "labels": labels, "seed": seed,
+         "y": {"train": [int(y) for y in train["y"]], "val": [int(y) for y in val["y"]]}},
+        {"train": list(train["path"]), "val": list(val["path"]),
+         "pretrained": [pretrained] if pretrained else []})
     model = models.create(arch, len(labels), in_chans, pretrained)
-    frozen = bool(cfg.get("freeze_backbone"))
-    if frozen and not pretrained:
-        log.warning("freeze_backbone on random weights: only the new head learns; set "
-                    "classifier.pretrained to a local ImageNet weights file")
+    frozen = bool(cfg.get("freeze_backbone"))  # common.smk refuses it without `pretrained`
     trainable = _frozen_backbone(model) if frozen else model
     model = model.to(dev, memory_format=torch.channels_last if dev.type == "cuda"
                      else torch.contiguous_format)
@@ -134,8 +158,8 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             "monitor_weighting": monitor_weighting, "class_weights": cfg["class_weights"]}
 
     best_value, best_epoch, rows, start, best_state = float("inf"), 0, [], 1, None
-    if resume.exists():
-        state = torch.load(resume, weights_only=True, map_location=dev)
+    state = load_resume(resume, key, dev, accept=lambda s: s["epoch"] <= cfg["epochs"])
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"].cpu())
@@ -172,8 +196,7 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             val_logits = predict(model, normalize, x_val, batch)
             # weighted like the training loss (monitor_weighting: balanced), so "lowest loss"
             # means the same objective whichever loss is monitored
-            val_weights = weights.cpu()[y_val] if monitor_weighting == "balanced" else 1.0
-            row["val_loss"] = (loss_per_sample(val_logits, y_val) * val_weights).mean().item()
+            row["val_loss"] = monitored_loss(val_logits, y_val, weights.cpu(), monitor_weighting)
             row["val_acc"] = (models.probabilities(val_logits).argmax(1) == y_val).float() \
                 .mean().item()
         row["best"] = row[cfg["monitor"]] < best_value
@@ -189,7 +212,8 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
         save_atomic({"model": model.state_dict(), "best_model": best_state,
                       "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                       "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                      "best_value": best_value, "best_epoch": best_epoch, "history": rows}, resume)
+                      "best_value": best_value, "best_epoch": best_epoch, "history": rows,
+                      "fingerprint": key}, resume)
         if cfg.get("patience") and epoch - best_epoch >= cfg["patience"]:
             log.info("early stop: no better %s for %d epochs", cfg["monitor"], cfg["patience"])
             break

@@ -25,6 +25,11 @@ A checkpoint (model, EMA, optimizer, LR schedule, RNG states, step, pending log)
 atomically every `checkpoint_every` steps beside the output; a re-run resumes from it and, on the
 CPU, ends with weights bitwise identical to an uninterrupted run. All noise and batch indices
 come from one CPU generator, so the sequence of batches does not depend on the device.
+The checkpoint carries a fingerprint (runtime.fingerprint) of what determines the weights: the
+`ddpm` config section as given, less log_every, checkpoint_every and grid_images; the labels (in
+order), the seed, and each label's image paths (in order, each with its file's size). A
+checkpoint with another (or no) fingerprint is moved aside to `<checkpoint>.stale` and training
+starts afresh.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ from tqdm import tqdm
 from mammosynth.ddpm.sample import MODEL_INFO, generate, make_scheduler, postprocess
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import read_pngs, write_png
-from mammosynth.runtime import device, save_atomic
+from mammosynth.runtime import device, fingerprint, load_resume, save_atomic
 
 log = logging.getLogger(__name__)
 HISTORY = ["step", "loss", "lr", "images_per_s"]
+# ddpm keys outside the resume fingerprint: they change the log and the grid, not the weights
+NOT_FINGERPRINTED = {"log_every", "checkpoint_every", "grid_images"}
 
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
@@ -156,8 +163,10 @@ def train_ddpm(images: list[str] | dict[str, list[str]], out_dir: str | Path, cf
     history: list[dict] = []
     step, losses = 0, []
     checkpoint = Path(checkpoint)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True, map_location=dev)
+    key = fingerprint({"ddpm": {k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
+                       "labels": labels, "seed": seed}, images)
+    state = load_resume(checkpoint, key, dev)
+    if state is not None:
         unet.load_state_dict(state["unet"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -229,8 +238,8 @@ def train_ddpm(images: list[str] | dict[str, list[str]], out_dir: str | Path, cf
                           "lr_schedule": lr_schedule.state_dict(),
                           "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
-                          "step": step, "history": history, "pending_losses": losses},
-                         checkpoint)
+                          "step": step, "history": history, "pending_losses": losses,
+                          "fingerprint": key}, checkpoint)
     progress.close()
 
     ema.copy_to(unet.parameters())
