@@ -75,6 +75,16 @@ INVALID = {
                                  r"config classifier\.monitor: val_loss needs a validation set"),
     "pretrained_true": (changed(classifier={"pretrained": True}),
                         r"config classifier\.pretrained: true, but nothing is downloaded"),
+    "positive_not_a_label": (changed(labels={"map": {"benign": [2], "malignant": [4, 5]}}),
+                             r"config labels\.positive: 'abnormal' is not one of the labels "
+                             r"\(benign, malignant\); set labels\.positive to the positive class"),
+    "binary_primary_metric_on_six_labels": (
+        changed(labels={"scheme": "birads"}, report={"primary_metric": "sensitivity"}),
+        r"config report\.primary_metric: sensitivity needs two labels, there are 6"),
+    "frozen_random_backbone": (changed(classifier={"freeze_backbone": True, "pretrained": None}),
+                               r"config classifier\.pretrained: freeze_backbone trains only the "
+                               r"head, on a random backbone without pretrained weights; set "
+                               r"classifier\.pretrained to a local weights file"),
     "unknown_checkpoint": (changed(classifier={"checkpoints": ["worst"]}),
                            r"config classifier\.checkpoints\[0\]: 'worst' is not allowed; "
                            r"use one of last, best"),

@@ -16,6 +16,16 @@ except UserError as e:
     raise WorkflowError(str(e)) from None
 
 LABELS = label_names(config["labels"])
+if len(LABELS) == 2 and config["labels"]["positive"] not in LABELS:
+    raise WorkflowError(
+        f"config labels.positive: {config['labels']['positive']!r} is not one of the labels "
+        f"({', '.join(LABELS)}); set labels.positive to the positive class"
+    )
+if config["report"]["primary_metric"] in ("sensitivity", "specificity") and len(LABELS) != 2:
+    raise WorkflowError(
+        f"config report.primary_metric: {config['report']['primary_metric']} needs two labels, "
+        f"there are {len(LABELS)}; use balanced_accuracy, auc or a macro metric"
+    )
 SPLITS = config["splits"]["ids"]
 ARCHS = config["classifier"]["archs"]
 SCENARIOS = config["scenarios"]
@@ -46,6 +56,13 @@ if config["classifier"]["monitor"] == "val_loss" and not config["splits"]["val_f
     raise WorkflowError(
         "config classifier.monitor: val_loss needs a validation set; set "
         "splits.val_fraction above 0, or classifier.monitor: train_loss"
+    )
+
+if config["classifier"]["freeze_backbone"] and not config["classifier"]["pretrained"]:
+    raise WorkflowError(
+        "config classifier.pretrained: freeze_backbone trains only the head, on a random "
+        "backbone without pretrained weights; set classifier.pretrained to a local weights "
+        "file, or freeze_backbone: false"
     )
 
 _levels = len(config["ddpm"]["block_out_channels"])
