@@ -176,17 +176,24 @@ def test_report_numbers_equal_a_recomputation_from_predictions(demo_run):
                 "accuracy": skm.accuracy_score(y, pred),
                 "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
                 "abnormal_recall": skm.recall_score(y, pred, zero_division=0),
-                "normal_precision": skm.precision_score(1 - y, 1 - pred, zero_division=0),
-                "macro_f1": skm.f1_score(y, pred, average="macro", zero_division=0),
+                # undefined precision (a class never predicted) is NaN, never 0
+                "normal_precision": skm.precision_score(1 - y, 1 - pred,
+                                                        zero_division=np.nan),
+                "macro_f1": skm.f1_score(y, pred, average="macro", zero_division=np.nan),
                 "auc": skm.roc_auc_score(y, prob),
                 "pr_auc": skm.average_precision_score(y, prob)}
             for metric, value in expected.items():
-                assert scenario.loc[(arch, n, ckpt, metric), "mean"] == pytest.approx(value), \
+                assert scenario.loc[(arch, n, ckpt, metric), "mean"] == pytest.approx(
+                    value, nan_ok=True), \
                     (n, ckpt, metric)
             per_ckpt[ckpt] = expected
         for metric in ("accuracy", "macro_f1", "auc", "pr_auc"):
             row = checkpoints.loc[(arch, n, metric)]
-            assert row["diff"] == pytest.approx(per_ckpt["best"][metric] - per_ckpt["last"][metric])
+            assert row["diff"] == pytest.approx(per_ckpt["best"][metric] - per_ckpt["last"][metric],
+                                                nan_ok=True)
+    # scenario 8 vs 0 is paired by split (the same real test images) under protocol rigorous
+    assert set(scenario.xs(8, level="synth")["test"]) == {"paired corrected t"}
+    assert "Nadeau-Bengio corrected" in (demo_run / "results/report/index.html").read_text()
 
 
 @pytest.mark.integration
@@ -297,6 +304,17 @@ def test_paper_protocol_reproduces_the_leaks_and_flags_them(tmp_path):
                                                    if n else 0)
     assert leakage.loc[8, "test_images_seen_by_ddpm"] > 0
     assert "leaky</b>" in (w / "report/index.html").read_text()
+    # the scenarios' test sets differ: the change vs scenario 0 is unpaired, and the metrics are
+    # repeated on the real test images only
+    scenario = pd.read_csv(w / "report/scenario.csv")
+    assert set(scenario.loc[scenario["synth"] == 8, "test"]) == {"unpaired corrected Welch t"}
+    real = pd.read_csv(w / "report/metrics_real_test.csv").set_index(["synth", "ckpt"])
+    for n in (0, 8):
+        p = pd.read_csv(w / f"classifier/mobilenetv3_small_050/synth{n}/split0/"
+                        "predictions_best.csv")
+        p = p[~p["synthetic"]]
+        assert real.loc[(n, "best"), "n_test"] == len(p)
+        assert real.loc[(n, "best"), "accuracy"] == pytest.approx((p["y"] == p["pred"]).mean())
 
 
 @pytest.mark.integration
@@ -430,6 +448,15 @@ def test_sutjiadi2025_preset_lists_the_paper_grid(tmp_path):
         "train_classifier": 20, "evaluate": 40}
 
 
+def pretend_pretrained(workdir: Path, preset: dict) -> None:
+    """Empty files where a preset's classifier.pretrained points (relative to the working
+    directory): enough for a dry run, which only checks that they exist."""
+    files = preset["classifier"].get("pretrained") or {}
+    for path in files.values():
+        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / path).touch()
+
+
 @pytest.mark.integration
 def test_best_weights_preset_lists_six_archs_by_five_splits(tmp_path):
     """Paper 002's preset: KAU-BCMD (1,3,4,5) + CBIS-DDSM (0,2) pooled; 6 archs x 5 splits."""
@@ -439,6 +466,7 @@ def test_best_weights_preset_lists_six_archs_by_five_splits(tmp_path):
     for source in preset["dataset"]["sources"]:
         source["root"] = str(tmp_path / source["format"])
         Path(source["root"]).mkdir()
+    pretend_pretrained(tmp_path, preset)
     write_config(tmp_path, preset)
     run = snakemake(tmp_path, "-n")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -477,6 +505,8 @@ def test_paper_protocol_overlay_on_the_presets(tmp_path, preset, expected):
     write_phantom(root, patients=30, height=96, width=80)
     for source in ("KAU-BCMD", "CBIS-DDSM"):  # best_weights' sources, relative to the workdir
         (root / source).mkdir()
+    pretend_pretrained(tmp_path, yaml.safe_load(
+        (REPO / f"config/presets/{preset}.yaml").read_text()))
     cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "-n", "--configfile", str(REPO / f"config/presets/{preset}.yaml"),
            str(REPO / "config/presets/paper_protocol.yaml"),

@@ -253,8 +253,12 @@ def test_baseline_excludes_the_same_patient(patients):
 
 def test_one_patient_has_no_baseline(patients, tmp_path):
     real = patients["real"]
-    with pytest.raises(UserError, match=r"all 8 real training images are of one patient \(p0\)"):
-        audit(real, patients["synthetic"], size=32, real_groups=["p0"] * len(real))
+    out = audit(real, patients["synthetic"], size=32, real_groups=["p0"] * len(real),
+                figure_prefix=tmp_path / "one")
+    mem = out["memorization"]
+    assert mem["real_nn_ncc"]["median"] is None and mem["real_per_image"] == []
+    assert mem["baseline_note"].startswith("all 8 real training images are of one patient")
+    assert mem["nn_ncc"]["median"] is not None  # the synthetic images are still compared
     # two patients are enough
     audit(real[:3], patients["synthetic"], size=32, real_groups=["p0", "p0", "p1"])
 

@@ -1,5 +1,6 @@
 """Report tables and statistics: collect eval JSONs, the scenario and checkpoint tables (means,
-t CIs, paired tests, paired bootstrap), published values, the written report."""
+corrected t CIs, paired tests, Holm, paired bootstrap), published values, the written report.
+tests/test_statistics.py recomputes the intervals and p-values independently."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from scipy import stats as sps
 from mammosynth.classify.evaluate import compute_metrics
 from mammosynth.report import stats
 from mammosynth.report.published import PUBLISHED
-from mammosynth.report.tables import (CHECKPOINT_COLUMNS, QUALITY_COLUMNS, SCENARIO_COLUMNS,
-                                      checkpoint_markdown, checkpoint_table, collect, data_table,
-                                      flatten, scenario_markdown, scenario_metrics,
+from mammosynth.report.tables import (CHECKPOINT_COLUMNS, DASH, PAIRED, QUALITY_COLUMNS,
+                                      SCENARIO_COLUMNS, checkpoint_markdown, checkpoint_metrics,
+                                      checkpoint_table, collect, data_table, flatten,
+                                      from_predictions, scenario_markdown, scenario_metrics,
                                       scenario_table)
 
 LABELS = ["normal", "abnormal"]
@@ -120,8 +122,23 @@ def test_scenario_table_recomputed_from_the_json_files(evals):
                 if (e["arch"], e["synth"], e["ckpt"]) == (r.arch, 0, r.ckpt)}
         d = values - np.array([_metric(base[s], r.metric) for s in SPLITS], dtype=float)
         assert r.diff_vs_0 == pytest.approx(d.mean())
-        assert r.p_t == pytest.approx(sps.ttest_rel(values, values - d).pvalue)
-        assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(d).pvalue)
+        assert r.test == PAIRED
+        if np.ptp(d) == 0:  # e.g. balanced accuracy = macro recall on some split pair
+            assert pd.isna(r.p) and r.note == stats.NO_VARIANCE
+            continue
+        res = sps.ttest_rel(values, values - d)  # ratio 0: the plain paired t
+        assert r.p == pytest.approx(res.pvalue)
+        ci = res.confidence_interval(0.95)
+        assert (r.diff_low, r.diff_high) == pytest.approx((max(-1, ci.low), min(1, ci.high)))
+    # Holm within each comparison, the primary (default balanced_accuracy) unadjusted
+    for _, family in table[table["synth"] != 0].groupby(["arch", "synth", "ckpt"]):
+        family = family.set_index("metric")
+        assert family.loc["balanced_accuracy", "p_holm"] == family.loc["balanced_accuracy", "p"]
+        others = family.drop(index=["balanced_accuracy", "macro_recall", "sensitivity",
+                                    "specificity"])  # the same as another metric by definition
+        assert list(others["p_holm"]) == pytest.approx(list(stats.holm(others["p"])))
+        assert family.loc["sensitivity", "p_holm"] == family.loc["abnormal_recall", "p_holm"]
+        assert (others["p_holm"].dropna() >= others["p"].dropna()).all()
 
 
 def test_scenario_table_skips_undefined_auc(tmp_path):
@@ -139,7 +156,20 @@ def test_scenario_table_skips_undefined_auc(tmp_path):
     aucs = long.loc[long["split"] != 0, "auc"].to_numpy(dtype=float)
     assert table.loc["auc", "mean"] == pytest.approx(aucs.mean())
     assert table.loc["auc", "splits"] == 2
-    assert "nan" not in scenario_markdown(table.reset_index(), ["accuracy", "auc"]).lower()
+    text = scenario_markdown(table.reset_index(), ["accuracy", "auc"])
+    assert "nan" not in text.lower() and "(2 of 3 splits)" in text
+
+
+def test_markdown_shows_undefined_as_a_dash(evals):
+    """An undefined value (NaN in the CSV files) is "–" on the page, never "nan" or "n/a"."""
+    table = scenario_table(collect(evals), LABELS)
+    table.loc[table["metric"] == "auc", ["mean", "sd", "ci_low", "ci_high"]] = np.nan
+    table.loc[table["metric"] == "auc", ["diff_vs_0", "p", "p_holm"]] = np.nan
+    text = scenario_markdown(table, ["accuracy", "auc"])
+    for line in text.strip().split("\n"):
+        if line.startswith("| resnet10t") or line.startswith("| mobilenet"):
+            assert line.rstrip(" |").endswith(DASH), line
+    assert "n/a" not in text and "nan" not in text.lower()
 
 
 def test_scenario_markdown_shape(evals):
@@ -153,7 +183,21 @@ def test_scenario_markdown_shape(evals):
         cells = [c.strip() for c in line.strip("|").split("|")]
         for cell in cells[4:]:
             assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", cell)
-    assert "Change vs scenario 0" in text
+    assert "Change vs scenario 0, paired by split" in text and PAIRED in text
+    changes = [line for line in text.split("Change vs scenario 0")[1].split("\n")
+               if line.startswith("| ")][1:]  # the change table's rows, below its header
+    assert len(changes) == len(ARCHS) * (len(SYNTH) - 1) * len(CKPTS)
+    for line in changes:
+        for cell in [c.strip() for c in line.strip("|").split("|")][3:]:
+            # +d [low, high] p=.. (Holm ..): no primary among these metrics, so Holm on each
+            assert re.fullmatch(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] "
+                                r"p=\S+ \(Holm \S+\)", cell), cell
+    marked = scenario_markdown(table, ["balanced_accuracy", "accuracy"], "balanced_accuracy")
+    assert "balanced_accuracy * |" in marked
+    row = [line for line in marked.split("Change vs scenario 0")[1].split("\n")
+           if line.startswith("| ")][1]
+    primary_cell = [c.strip() for c in row.strip("|").split("|")][3]
+    assert "Holm" not in primary_cell and "p=" in primary_cell
 
 
 def test_scenario_table_shows_published_values(evals):
@@ -190,31 +234,42 @@ def test_mean_ci_matches_scipy():
     ci = stats.mean_ci(v)
     low, high = sps.t.interval(0.95, 4, loc=np.mean(v), scale=sps.sem(v))
     assert (ci["low"], ci["high"]) == (pytest.approx(low), pytest.approx(high))
-    assert np.isnan(stats.mean_ci([0.5])["sd"])  # NaN with one split
+    assert ci["note"] == ""
+    one = stats.mean_ci([0.5])
+    assert np.isnan(one["sd"]) and np.isnan(one["low"]) and one["note"] == stats.TOO_FEW
     assert stats.mean_ci([0.0, 1.0])["low"] == 0.0  # clipped to the metric's range
     assert stats.mean_ci([0.8, None, float("nan")])["n"] == 1
+    flat = stats.mean_ci([0.9, 0.9, 0.9], 0.25)
+    assert flat["mean"] == 0.9 and np.isnan(flat["low"]) and flat["note"] == stats.NO_VARIANCE
+    # the correction widens the interval by sqrt(1 + k ratio)
+    wide = stats.mean_ci(v, 0.2)
+    assert wide["high"] - wide["low"] == pytest.approx((high - low) * np.sqrt(1 + 5 * 0.2))
 
 
-def test_paired_and_min_wilcoxon():
+def test_paired_matches_scipy_and_never_gives_p_0():
     a, b = [0.70, 0.72, 0.75, 0.71, 0.74], [0.75, 0.74, 0.80, 0.72, 0.79]
     p = stats.paired(a, b)
     assert p["diff"] == pytest.approx(np.mean(np.subtract(b, a)))
-    assert p["p_t"] == pytest.approx(sps.ttest_rel(b, a).pvalue)
-    assert p["p_wilcoxon"] == pytest.approx(0.0625)  # all five differences positive
-    assert stats.min_wilcoxon_p(5) == 0.0625 and stats.min_wilcoxon_p(10) < 0.01
-    assert stats.paired(a, a)["p_t"] == 1.0
+    assert p["p"] == pytest.approx(sps.ttest_rel(b, a).pvalue) and p["note"] == ""
+    assert stats.paired(a, b, 0.25)["p"] > p["p"]
+    assert set(p) == {"diff", "diff_low", "diff_high", "p", "n", "note"}
+    same = stats.paired(a, a)  # no variance: no p at all (the old code said 1.0)
+    assert same["diff"] == 0 and np.isnan(same["p"]) and same["note"] == stats.NO_VARIANCE
+    assert not hasattr(stats, "min_wilcoxon_p")
 
 
-@pytest.mark.parametrize("n_classes", [2, 4])
-def test_fast_metrics_equal_compute_metrics(n_classes):
+@pytest.mark.parametrize("n_classes,positive", [(2, None), (2, 0), (2, 1), (4, None)])
+def test_fast_metrics_equal_compute_metrics(n_classes, positive):
     rng = np.random.default_rng(n_classes)
     labels = [f"c{i}" for i in range(n_classes)]
-    for trial in range(20):
+    for trial in range(30):
         n = int(rng.integers(5, 40))
         y = rng.integers(0, n_classes - (trial % 2), n)  # odd trials: one class absent
         prob = rng.dirichlet(np.ones(n_classes), n)
-        full = compute_metrics(y, prob, labels)
-        fast = stats.fast_metrics(y, prob, n_classes)
+        if trial % 3 == 0:  # some class never predicted: undefined precision
+            prob[:, -1] = 0
+        full = compute_metrics(y, prob, labels, positive=positive)
+        fast = stats.fast_metrics(y, prob, n_classes, positive)
         for m in stats.BOOTSTRAP_METRICS:
             expected = _metric(full, m)
             if expected is None:
@@ -232,7 +287,9 @@ def test_paired_bootstrap():
         b = np.where(y[:, None] == 1, [[0.2, 0.8]], [[0.8, 0.2]])  # b is always right
         pairs.append((y, a, b))
     ci = stats.paired_bootstrap(pairs, 2, 200, seed=1)
-    assert ci["accuracy"]["low"] > 0 and ci["accuracy"]["resamples"] == 200
+    assert ci["accuracy"]["low"] > 0 and ci["skipped"] == 0  # 30 images: both classes drawn
+    assert ci["accuracy"]["resamples"] == 200
+    assert set(ci) == set(stats.BOOTSTRAP_METRICS) | {"skipped"}
     assert ci == stats.paired_bootstrap(pairs, 2, 200, seed=1)  # seeded
     same = stats.paired_bootstrap([(y, a, a) for y, a, _ in pairs], 2, 50)
     assert same["accuracy"] == {"low": 0.0, "high": 0.0, "resamples": 50}
@@ -252,22 +309,55 @@ def _predictions(tmp_path, evals_grid):
     return out
 
 
+def test_checkpoint_metrics():
+    assert checkpoint_metrics(LABELS) == ["accuracy", "balanced_accuracy", "macro_precision",
+                                          "macro_recall", "macro_f1", "auc", "pr_auc",
+                                          "sensitivity", "specificity"]
+    assert "sensitivity" not in checkpoint_metrics(["a", "b", "c"])
+    assert set(checkpoint_metrics(LABELS)) <= set(scenario_metrics(LABELS))
+
+
 def test_checkpoint_table(tmp_path, evals):
     long = collect(evals)
     preds = _predictions(tmp_path, evals)
-    table = checkpoint_table(long, preds, 2, bootstrap=50)
+    table = checkpoint_table(long, preds, LABELS, bootstrap=50)
     assert list(table.columns) == CHECKPOINT_COLUMNS
-    assert len(table) == len(ARCHS) * len(SYNTH) * 6
+    assert len(table) == len(ARCHS) * len(SYNTH) * len(checkpoint_metrics(LABELS))
     for r in table.itertuples(index=False):
         rows = long[(long["arch"] == r.arch) & (long["synth"] == r.synth)]
         last = rows[rows["ckpt"] == "last"].set_index("split")[r.metric].astype(float)
         best = rows[rows["ckpt"] == "best"].set_index("split")[r.metric].astype(float)
         assert r.last_mean == pytest.approx(last.mean()) and r.best_mean == pytest.approx(best.mean())
         assert r.diff == pytest.approx((best - last).mean())
-        assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(best - last).pvalue)
-        assert r.resamples == 50 and r.diff_low <= r.diff_high
-    text = checkpoint_markdown(table)
+        res = sps.ttest_rel(best, last)  # ratio 0: the plain paired t
+        assert r.p == pytest.approx(res.pvalue)
+        ci = res.confidence_interval(0.95)
+        assert (r.diff_low, r.diff_high) == pytest.approx((max(-1, ci.low), min(1, ci.high)))
+        assert r.resamples == 50 and r.skipped == 0 and r.boot_low <= r.boot_high
+        if r.metric == "balanced_accuracy":
+            assert r.p_holm == r.p
+        else:
+            assert r.p_holm >= r.p
+    text = checkpoint_markdown(table, "balanced_accuracy")
     assert text.count("\n") == len(table) + 2
+    assert "| balanced_accuracy * |" in text and "(Holm " in text
+
+
+def test_checkpoint_table_positive_class(tmp_path, evals):
+    """labels.positive reaches the bootstrap: sensitivity's interval with positive 0 is the
+    specificity's with positive 1."""
+    long = collect(evals)
+    preds = _predictions(tmp_path, evals)
+    one = checkpoint_table(long, preds, LABELS, bootstrap=30, positive=1).set_index(
+        ["arch", "synth", "metric"])
+    zero = checkpoint_table(long, preds, LABELS, bootstrap=30, positive=0).set_index(
+        ["arch", "synth", "metric"])
+    for arch in ARCHS:
+        for n in SYNTH:
+            assert zero.loc[(arch, n, "sensitivity"), "boot_low"] == pytest.approx(
+                one.loc[(arch, n, "specificity"), "boot_low"])
+            assert zero.loc[(arch, n, "pr_auc"), "boot_low"] != pytest.approx(
+                one.loc[(arch, n, "pr_auc"), "boot_low"])
 
 
 def test_checkpoint_table_refuses_mismatched_predictions(evals):
@@ -278,7 +368,36 @@ def test_checkpoint_table_refuses_mismatched_predictions(evals):
     key = (ARCHS[0], 0, 0, "best")
     preds[key] = preds[key].iloc[::-1]
     with pytest.raises(UserError, match="different test images"):
-        checkpoint_table(long, preds, 2, bootstrap=5)
+        checkpoint_table(long, preds, LABELS, bootstrap=5)
+
+
+def test_from_predictions_uses_the_real_test_images_only(evals):
+    """Protocol paper's test sets hold synthetic images: the real-test table recomputes every
+    row from the predictions whose `synthetic` column is false."""
+    long = collect(evals)
+    preds = _predictions(None, evals)
+    rng = np.random.default_rng(9)
+    for key, p in preds.items():
+        p["synthetic"] = rng.random(len(p)) < 0.3
+        p.loc[:3, "synthetic"] = [False, False, True, True]  # both classes real and synthetic
+        p["synthetic"] = p["synthetic"].map({True: "True", False: "False"})  # as read from CSV
+    grid = [{k: e[k] for k in ("arch", "synth", "split", "ckpt")} for e in evals]
+    real = from_predictions(grid, preds, long, LABELS, positive=0)
+    assert len(real) == len(long)
+    assert list(real[["arch", "synth", "split", "ckpt"]].itertuples(index=False)) == \
+        list(long[["arch", "synth", "split", "ckpt"]].itertuples(index=False))
+    for r in real.itertuples(index=False):
+        p = preds[(r.arch, r.synth, r.split, r.ckpt)]
+        p = p[p["synthetic"] == "False"]
+        expected = compute_metrics(p["y"].to_numpy(), p[["prob_normal", "prob_abnormal"]]
+                                   .to_numpy(), LABELS, positive=0)
+        assert r.n_test == len(p) < 20
+        assert r.accuracy == pytest.approx(expected["accuracy"])
+        assert r.pr_auc == pytest.approx(expected["pr_auc"])
+        assert r.sensitivity == pytest.approx(expected["sensitivity"])
+        epoch = long[(long["arch"] == r.arch) & (long["synth"] == r.synth)
+                     & (long["split"] == r.split) & (long["ckpt"] == r.ckpt)]["epoch"].item()
+        assert r.epoch == epoch
 
 
 def manifest_and_splits():

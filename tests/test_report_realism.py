@@ -235,7 +235,8 @@ def _build(tmp_path, quality: list[str], protocol: str = "rigorous") -> str:
                                 test_synthetic=0, test_patients_seen=0,
                                 test_images_seen_by_ddpm=0))
     manifest = pd.DataFrame({"image_id": ids, "patient_id": ids, "label": LABELS * 5,
-                             "status": "ok", "reason": "", "source": ids, "image_path": ""})
+                             "status": "ok", "reason": "", "source": ids, "image_path": "",
+                             "laterality": "L", "chest_wall_seen": ["R"] + ["L"] * 9})
     splits = {s: pd.read_csv(models[s]["composition"], dtype=str)[["image_id", "subset"]]
               for s in (0, 1)}
     out = tmp_path / "results/report"
@@ -272,6 +273,8 @@ def test_build_report_red_set_warned_at_the_top_and_rows_marked(tmp_path):
     assert set(scenario.loc[scenario["synth"] == 0, "realism"]) == {""}
     assert RED_MARK in (report / "scenario.md").read_text()
     assert len(pd.read_csv(report / "quality.csv")) == 4  # the quality table still works
+    # the Data section counts the image whose breast sits against the other edge
+    assert "1 of 10 images with a metadata side (L/R) have their breast against the other" in page
 
 
 @pytest.mark.parametrize("old", [False, True], ids=["all-green", "no-realism-key"])

@@ -315,8 +315,7 @@ def patients_of(manifest, paths: list[str], column: str = "patient_id") -> list[
 
 
 def _group_codes(groups: list[str] | None, n: int) -> np.ndarray | None:
-    """Patient ids -> integer codes (an empty id: a code of its own); None stays None. UserError
-    if every image is of one patient."""
+    """Patient ids -> integer codes (an empty id: a code of its own); None stays None."""
     if groups is None:
         return None
     groups = [str(g) if g is not None else "" for g in groups]
@@ -325,10 +324,6 @@ def _group_codes(groups: list[str] | None, n: int) -> np.ndarray | None:
     codes = {}
     out = np.array([codes.setdefault(g, len(codes)) if g.strip() else -1 - k
                     for k, g in enumerate(groups)], dtype=np.int64)
-    if len(np.unique(out)) < 2:
-        raise UserError(f"quality audit: all {n} real training images are of one patient "
-                        f"({groups[0]}), so there is no real image of another patient to compare "
-                        "with; use data with more patients for this label")
     return out
 
 
@@ -363,6 +358,8 @@ def _nearest(a: np.ndarray, b: np.ndarray,
 
 
 def _summary(values: np.ndarray) -> dict:
+    if not len(values):
+        return {"mean": None, "median": None, "p95": None, "max": None}
     return {"mean": float(values.mean()), "median": float(np.median(values)),
             "p95": float(np.percentile(values, 95)), "max": float(values.max())}
 
@@ -370,7 +367,11 @@ def _summary(values: np.ndarray) -> dict:
 def _memorization(real, synthetic, real_paths, synthetic_paths, threshold, groups=None):
     r, s = _unit_rows(real), _unit_rows(synthetic)
     syn_arg, syn_ncc = _nearest(s, r)
-    real_arg, real_ncc = _nearest(r, r, np.arange(len(r)) if groups is None else groups)
+    if groups is not None and len(np.unique(groups)) < 2:
+        # one patient: no real image of another patient to compare with, so no baseline
+        real_arg, real_ncc = np.zeros(0, dtype=np.int64), np.zeros(0)
+    else:
+        real_arg, real_ncc = _nearest(r, r, np.arange(len(r)) if groups is None else groups)
     near = int((syn_ncc >= threshold).sum())
     order = sorted(range(len(syn_ncc)), key=lambda k: (-syn_ncc[k], k))
     closest = [{"synthetic": synthetic_paths[k], "real": real_paths[syn_arg[k]],
@@ -383,6 +384,8 @@ def _memorization(real, synthetic, real_paths, synthetic_paths, threshold, group
         "closest": closest,
         "real_nn_ncc": _summary(real_ncc),
         "baseline_excludes": "self" if groups is None else "same patient",
+        "baseline_note": ("" if len(real_ncc) else f"all {len(r)} real training images are of "
+                          "one patient: no real image of another patient, no baseline"),
         "per_image": [{"synthetic": synthetic_paths[k], "nearest_real": real_paths[syn_arg[k]],
                        "ncc": float(syn_ncc[k])} for k in range(len(syn_ncc))],
         "real_per_image": [{"real": real_paths[k], "nearest_other_real": real_paths[real_arg[k]],
@@ -516,7 +519,8 @@ def _nn_figure(path, syn_ncc, real_ncc, threshold, by_patient: bool = False):
     """The nearest-neighbour NCC histogram, written to `path`; returns the figure."""
     from matplotlib.figure import Figure
 
-    lo = min(float(syn_ncc.min()), float(real_ncc.min()), threshold, 0.9)
+    lo = min(float(syn_ncc.min()), threshold, 0.9,
+             float(real_ncc.min()) if len(real_ncc) else 1.0)
     bins = np.linspace(lo - 0.02 * (1.0 - lo), 1.0, 41)
     near = int((syn_ncc >= threshold).sum())
     fig = Figure(figsize=(7, 4.2), layout="constrained")
@@ -524,7 +528,7 @@ def _nn_figure(path, syn_ncc, real_ncc, threshold, by_patient: bool = False):
     # each set as a fraction of its images, so sets of different sizes compare
     ax.hist(syn_ncc, bins=bins, weights=np.full(len(syn_ncc), 1.0 / len(syn_ncc)),
             color="tab:orange", alpha=0.7, label=f"synthetic → nearest real (n={len(syn_ncc)})")
-    ax.hist(real_ncc, bins=bins, weights=np.full(len(real_ncc), 1.0 / len(real_ncc)),
+    ax.hist(real_ncc, bins=bins, weights=np.full(len(real_ncc), 1.0 / max(1, len(real_ncc))),
             histtype="step", color="tab:blue", linewidth=1.8,
             label=(f"real → nearest real of another patient (n={len(real_ncc)})" if by_patient
                    else f"real → nearest other real (n={len(real_ncc)})"))

@@ -34,6 +34,7 @@ rule evaluate:
     params:
         protocol=config["protocol"],
         bootstrap=config["classifier"]["bootstrap"],
+        positive=config["labels"]["positive"],
     log:
         "logs/evaluate/{arch}/synth{n}/split{split}/{ckpt}.log",
     benchmark:

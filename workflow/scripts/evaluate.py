@@ -10,7 +10,8 @@ with job(snakemake.log[0], snakemake.threads):
         raise UserError(f"{snakemake.input.composition}: synthetic images in the test subset "
                         "under protocol rigorous; delete the file and re-run")
     metrics, predictions = evaluate(snakemake.input.weights, test,
-                                    bootstrap=snakemake.params.bootstrap)
+                                    bootstrap=snakemake.params.bootstrap,
+                                    positive=snakemake.params.positive)
     metrics.update(checkpoint=snakemake.wildcards.ckpt, protocol=snakemake.params.protocol,
                    test_synthetic=int(test["synthetic"].sum()))
     with open(snakemake.output.metrics, "w") as f:

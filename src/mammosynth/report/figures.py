@@ -94,14 +94,17 @@ def checkpoints(long: pd.DataFrame, arch: str, out: Path, metric: str = "accurac
     return _save(fig, out)
 
 
-def roc(predictions: dict, arch: str, labels: list[str], out: Path) -> Path:
-    """predictions: {synth: DataFrame of the best weights' predictions, splits concatenated}."""
+def roc(predictions: dict, arch: str, labels: list[str], out: Path,
+        positive: int | None = None) -> Path:
+    """predictions: {synth: DataFrame of the best weights' predictions, splits concatenated};
+    positive: the positive class's index for two labels (default 1)."""
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(9, 3.8))
     for i, (synth, p) in enumerate(sorted(predictions.items())):
         y = p["y"].to_numpy(dtype=int)
         prob = p[[f"prob_{label}" for label in labels]].to_numpy(dtype=float)
         if len(labels) == 2:
-            truth, score = y, prob[:, 1]
+            pos = 1 if positive is None else positive
+            truth, score = (y == pos).astype(int), prob[:, pos]
         else:
             truth, score = np.eye(len(labels))[y].ravel(), prob.ravel()
         if len(np.unique(truth)) < 2:

@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mammosynth.report import figures, realism, stats
+from mammosynth.report import confounds, figures, realism, stats
 from mammosynth.report.leakage import LEAKAGE_COLUMNS
 from mammosynth.report.published import PUBLISHED
-from mammosynth.report.tables import (CHECKPOINT_METRICS, QUALITY_COLUMNS, checkpoint_markdown,
-                                      checkpoint_table, collect, data_table, quality_table,
-                                      scenario_markdown, scenario_metrics, scenario_table)
+from mammosynth.classify.evaluate import positive_index
+from mammosynth.report.tables import (QUALITY_COLUMNS, checkpoint_markdown, checkpoint_metrics,
+                                      checkpoint_table, collect, data_table, from_predictions,
+                                      holm_family, quality_table, scenario_markdown,
+                                      scenario_metrics, scenario_table)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:78em;margin:2em auto;padding:0 1em;color:#222}
@@ -60,7 +62,7 @@ def _img(path: Path) -> str:
 
 
 def _table(frame: pd.DataFrame, floats: str = "%.3f") -> str:
-    return frame.to_html(index=False, float_format=floats, na_rep="", border=0)
+    return frame.to_html(index=False, float_format=floats, na_rep="–", border=0)
 
 
 def config_summary(config: dict) -> pd.DataFrame:
@@ -68,9 +70,12 @@ def config_summary(config: dict) -> pd.DataFrame:
     rows = [
         ("protocol", c["protocol"]), ("seed", c["seed"]),
         ("data set", f"{c['dataset']['format']} at {c['dataset']['root']}"),
-        ("labels", c["labels"]["scheme"]),
-        ("preprocess", f"{c['preprocess']['size']} px"),
-        ("splits", f"ids {c['splits']['ids']}, test {c['splits']['test_fraction']}, "
+        ("labels", ("custom map" if c["labels"].get("map") else c["labels"]["scheme"])
+                   + f"; positive class {c['labels']['positive']} (two labels)"),
+        ("preprocess", f"{c['preprocess']['size']} px, chest wall side from the "
+                       f"{c['preprocess']['orientation']}"),
+        ("splits", f"{c['splits']['scheme'] if c['protocol'] == 'rigorous' else 'random'}, "
+                   f"ids {c['splits']['ids']}, test {c['splits']['test_fraction']}, "
                    f"val {c['splits']['val_fraction']}"),
         ("DDPM", f"{c['ddpm']['conditioning']}, {c['ddpm']['image_size']} px, channels "
                  f"{c['ddpm']['block_out_channels']}, T={c['ddpm']['timesteps']} "
@@ -93,6 +98,88 @@ def config_summary(config: dict) -> pd.DataFrame:
         ("bootstrap resamples", c["classifier"]["bootstrap"]),
     ]
     return pd.DataFrame(rows, columns=["setting", "value"]).astype(str)
+
+
+def laterality_note(manifest: pd.DataFrame, orientation: str) -> str:
+    """How many images' metadata side disagrees with the side the breast touches in the image."""
+    from mammosynth.imaging.pipeline import laterality_disagreements
+
+    counts = laterality_disagreements(manifest)
+    if not counts["checked"]:
+        return ("<p>Laterality: no image has a metadata side (L/R); the chest wall side was taken "
+                "from each image.</p>")
+    used = ("the metadata's side was used (<code>preprocess.orientation: metadata</code>)"
+            if orientation == "metadata" else
+            "the image's side was used (<code>preprocess.orientation: image</code>)")
+    css = " class='warn'" if counts["disagree"] and orientation == "metadata" else ""
+    text = (f"<p{css}>Laterality: {counts['disagree']} of {counts['checked']} images with a metadata "
+            "side (L/R) have their breast against the other edge of the image; " + used + ".")
+    if counts["disagree"]:
+        text += (" Disagreeing images, e.g. "
+                 + ", ".join(html.escape(str(i)) for i in counts["examples"])
+                 + ": check them (a wrong laterality tag puts the chest wall on the right after "
+                 "preprocessing, unless orientation is image).")
+    return text + "</p>"
+
+
+def best_objective(cfg: dict) -> str:
+    """What "lowest loss" means for config `classifier` (cfg): the trained objective or not."""
+    weighted = cfg["class_weights"] == "balanced"
+    if cfg["monitor"] == "val_loss" and weighted and cfg["monitor_weighting"] == "none":
+        return ("<b>unweighted</b> although training weights the classes "
+                "(classifier.monitor_weighting: none): best is chosen on another objective than "
+                "the one trained")
+    return ("class-weighted like the training loss (the objective trained)" if weighted else
+            "unweighted, like the training loss (the objective trained)")
+
+
+def statistics_note(config: dict, k: int, ratio: float, primary: str, labels: list[str],
+                    positive: int | None) -> str:
+    """The page's statement of how every interval and p-value was made, with the numbers."""
+    rigorous = config["protocol"] == "rigorous"
+    scheme = config["splits"]["scheme"] if rigorous else "random"
+    if rigorous and config["splits"]["official_test"]:
+        overlap = ("they share most training images and every split tests on the same official "
+                   "test set - so the spread between splits holds no test-set sampling error, "
+                   "and the intervals cover training variation only")
+    elif scheme == "kfold":
+        overlap = ("their test folds are disjoint, but each training set shares most images "
+                   "with the others")
+    else:
+        overlap = "they share most training images and part of their test images"
+    aliases = stats.same_as(labels, positive)
+    n_scenario = len(holm_family(scenario_metrics(labels), primary, aliases)[0])
+    n_checkpoint = len(holm_family(checkpoint_metrics(labels), primary, aliases)[0])
+    return (
+        "<p><b>How the intervals and tests were made.</b> Means ± sd are over splits. The "
+        f"{k} splits are not independent samples: {overlap}, so their results are positively "
+        "correlated and a plain t interval over them would be too narrow. Every interval and "
+        "p-value over splits is therefore the Nadeau-Bengio corrected resampled t (Nadeau and "
+        "Bengio 2003): the variance of a mean over k splits is s²(1/k + n<sub>test</sub>/"
+        f"n<sub>train</sub>) instead of s²/k, here with n<sub>test</sub>/n<sub>train</sub> = "
+        f"{ratio:.3f} (test images over real training images, mean over the split files"
+        + ("; the real images only, although protocol paper's models also train and test on "
+           "synthetic ones" if not rigorous else "") + "), "
+        f"i.e. the variance × {stats.factor(k, ratio):.2f} and intervals × "
+        f"{stats.factor(k, ratio) ** 0.5:.2f} wider than the naive ones, with k - 1 = {k - 1} "
+        "degrees of freedom. It assumes the correlation between two splits' results is what "
+        "their overlap implies (n<sub>test</sub> / (n<sub>test</sub> + n<sub>train</sub>)); "
+        "it is a heuristic, and cannot make splits of one data set worth independent data sets. "
+        "Intervals are clipped to the metric's range. A difference that is the same on every "
+        "split has no interval and no p-value (never p = 0). "
+        f"Primary metric: <b>{html.escape(primary)}</b> (marked *; config "
+        "<code>report.primary_metric</code>), tested at the 5% level; the p-values of the "
+        f"other metrics of a comparison ({n_scenario} in the scenario table, {n_checkpoint} in "
+        "the checkpoint table; a metric that equals another by definition, such as macro recall "
+        "and balanced accuracy, counts once) are Holm-adjusted within it "
+        "(<code>p_holm</code>), because with that many metrics one will often look "
+        "significant by chance. Macro averages (precision, recall, F1, AUC, PR-AUC) are over the "
+        "classes present in the test set; a class never predicted has no precision (NaN in the "
+        "files, – on this page) and is left out of the macro precision, while its recall and F1 "
+        "(0) count."
+        + (f" Sensitivity, specificity, AUC and PR-AUC take <b>"
+           f"{html.escape(config['labels']['positive'])}</b> as the positive class "
+           "(<code>labels.positive</code>)." if len(labels) == 2 else "") + "</p>")
 
 
 def sample_images(manifest: pd.DataFrame, split_file: str | None, labels: list[str],
@@ -124,12 +211,26 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     published = PUBLISHED.get(config["report"]["published"] or "")
     seed = config["seed"]
 
+    positive = positive_index(labels, config["labels"]["positive"])
+    primary = stats.primary_metric(config["report"], labels)
+    ratio, k = stats.nb_ratio(splits), len(config["splits"]["ids"])
     long = collect([dict(g, path=p) for g, p in zip(grid, evals)])
     preds = {(g["arch"], g["synth"], g["split"], g["ckpt"]): pd.read_csv(p, dtype={"image_id": str})
              for g, p in zip(grid, predictions)}
     realism_html, verdicts = realism.section(quality)
-    scen = scenario_table(long, labels, published, realism.set_verdicts(verdicts), protocol)
-    ckpt = checkpoint_table(long, preds, len(labels), cfg["bootstrap"], published, seed)
+    set_verdicts = realism.set_verdicts(verdicts)
+    scen = scenario_table(long, labels, published, set_verdicts, protocol, ratio=ratio,
+                          primary=primary, positive=positive)
+    ckpt = checkpoint_table(long, preds, labels, cfg["bootstrap"], published, seed, ratio=ratio,
+                            primary=primary, positive=positive)
+    confounds_html, confound_tables = confounds.section(manifest, splits, preds, labels,
+                                                        positive)
+    # protocol paper: its test sets hold synthetic images; the same tables on the real ones
+    long_real = from_predictions(grid, preds, long, labels, positive) if protocol == "paper" \
+        else None
+    scen_real = (scenario_table(long_real, labels, published, set_verdicts, protocol,
+                                ratio=ratio, primary=primary, positive=positive)
+                 if long_real is not None else None)
     data = data_table(manifest, splits)
     synthetic = pd.DataFrame([{"arch": m["arch"], "synth": m["synth"], "split": m["split"],
                                **pd.read_csv(m["composition"]).groupby("subset")["synthetic"]
@@ -138,13 +239,23 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     qual = quality_table(quality) if quality else pd.DataFrame(columns=QUALITY_COLUMNS)
     rejected = manifest[manifest["status"] == "rejected"][["image_id", "source", "reason"]]
 
-    long.to_csv(out / "metrics.csv", index=False)
-    scen.to_csv(out / "scenario.csv", index=False)
+    long.to_csv(out / "metrics.csv", index=False, na_rep="NaN")
+    scen.to_csv(out / "scenario.csv", index=False, na_rep="NaN")
     metrics_shown = [m for m in scenario_metrics(labels) if len(labels) == 2 or
                      not any(m.startswith(f"{label}_") for label in labels)]
-    _write(out / "scenario.md", scenario_markdown(scen, metrics_shown))
-    ckpt.to_csv(out / "checkpoints.csv", index=False)
-    _write(out / "checkpoints.md", checkpoint_markdown(ckpt))
+    _write(out / "scenario.md", scenario_markdown(scen, metrics_shown, primary))
+    for old in ("metrics_real_test.csv", "scenario_real_test.csv", "scenario_real_test.md"):
+        (out / old).unlink(missing_ok=True)
+    if scen_real is not None:
+        long_real.to_csv(out / "metrics_real_test.csv", index=False, na_rep="NaN")
+        scen_real.to_csv(out / "scenario_real_test.csv", index=False, na_rep="NaN")
+        _write(out / "scenario_real_test.md", scenario_markdown(scen_real, metrics_shown, primary))
+    for name in confounds.TABLES:
+        (out / name).unlink(missing_ok=True)
+    for name, frame in confound_tables.items():
+        frame.to_csv(out / name, index=False, na_rep="NaN")
+    ckpt.to_csv(out / "checkpoints.csv", index=False, na_rep="NaN")
+    _write(out / "checkpoints.md", checkpoint_markdown(ckpt, primary))
     data.to_csv(out / "data.csv", index=False)
     synthetic.to_csv(out / "synthetic.csv", index=False)
     rejected.to_csv(out / "rejected.csv", index=False)
@@ -165,7 +276,7 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         pooled = {synth: pd.concat([p for (a, s, _, c), p in preds.items()
                                     if a == arch and s == synth and c == "best"])
                   for synth in sorted(long["synth"].unique())}
-        figs.append(figures.roc(pooled, arch, labels, fig_dir / f"roc-{arch}.png"))
+        figs.append(figures.roc(pooled, arch, labels, fig_dir / f"roc-{arch}.png", positive))
         matrices = {}
         for g, p in zip(grid, evals):
             if g["arch"] == arch:
@@ -183,18 +294,17 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         figs.append(Path(shutil.copyfile(path, fig_dir / f"{name}-{path.parent.name}-{label}.png")))
 
     # ---------------------------------------------------------------- page
-    k = len(config["splits"]["ids"])
     leaks = leakage[LEAKAGE_COLUMNS[4:]].to_numpy().sum() if len(leakage) else 0
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>mammosynth report</h1>",
         realism.red_warning(verdicts),
+        confounds.top_warning(manifest, labels),
         f"<p>Protocol: <b>{html.escape(protocol)}</b>. {k} split(s); every number is recomputed "
         "from the evaluation, prediction, history and composition files under "
-        "<code>results/</code>. Means ± sd over splits, with t-based 95% confidence intervals "
-        "(clipped to the metric's range) "
-        "over splits; comparisons are paired by split.</p>",
+        "<code>results/</code>.</p>",
+        statistics_note(config, k, ratio, primary, labels, positive),
         f"<p class='warn'>{PAPER_VIOLATIONS}</p>" if protocol == "paper" else "",
         realism_html,
         "<h2>Configuration</h2>", _table(config_summary(config)),
@@ -210,6 +320,8 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
                          fill_value=0).to_html(border=0),
         "<p>Synthetic images per model and subset (<code>synthetic.csv</code>):</p>",
         _table(synthetic),
+        laterality_note(manifest, config["preprocess"]["orientation"]),
+        confounds_html,
         "<h2>Leakage checks</h2>",
         "<p>Computed per model from its <code>composition.csv</code>, the manifest and the split "
         "file its DDPMs trained on (<code>leakage.csv</code>): synthetic test images, test "
@@ -221,28 +333,37 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         _table(leakage),
         "<h2>Scenarios: does adding synthetic images help?</h2>",
         "<p>Test metrics per classifier, number of synthetic training images and checkpoint: "
-        "mean ± sd [95% CI]; the change vs scenario 0 on the same splits with a paired t-test "
-        f"(<code>scenario.csv</code> adds the Wilcoxon signed-rank p; with {k} splits its "
-        f"smallest possible value is {stats.min_wilcoxon_p(k):.3g}).",
-        (f" Published values ({html.escape(published['source'])}) are shown as "
-         "\"paper x\".</p>" if published else "</p>"),
+        "mean ± sd [corrected 95% CI] over splits; then the change vs scenario 0 "
+        + ("<b>unpaired</b> (corrected Welch t): under protocol paper every scenario re-splits "
+           "its real and synthetic images, so scenario n and scenario 0 are tested on different "
+           "images and a paired test would pair nothing. The metrics of the whole test sets "
+           "(which hold synthetic images) come first, those of their real images only second."
+           if protocol == "paper" else
+           "paired by split (the same real test images; corrected t).")
+        + (f" Published values ({html.escape(published['source'])}) are shown as "
+           "\"paper x\".</p>" if published else "</p>"),
         "<p>Column <i>realism</i>: the verdict of the synthetic images a row's models trained "
         "with (see above).</p>" if quality else "",
-        _markdown_html(scenario_markdown(scen, metrics_shown)),
+        _markdown_html(scenario_markdown(scen, metrics_shown, primary)),
+        "" if scen_real is None else
+        "<h3>The same, on the real test images only (<code>scenario_real_test.csv</code>)</h3>"
+        + _markdown_html(scenario_markdown(scen_real, metrics_shown, primary)),
         "<h2>Checkpoints: do best weights beat the last ones?</h2>",
-        f"<p>Per classifier: last vs best weights ({', '.join(CHECKPOINT_METRICS)}); the paired "
-        "difference best - last with a paired-bootstrap 95% CI "
+        f"<p>Per classifier: last vs best weights ({', '.join(checkpoint_metrics(labels))}); the "
+        "difference best - last, paired by split (both are tested on the same images), with its "
+        "corrected t 95% CI, p and Holm-adjusted p; beside it a paired-bootstrap 95% CI "
         f"({cfg['bootstrap']} resamples of every split's test images, the same draw for both "
-        f"checkpoints) and the Wilcoxon signed-rank p over splits. Best = lowest "
-        f"{html.escape(cfg['monitor'])}"
-        + (" (weighted by class like the training loss)." if cfg["monitor"] == "val_loss"
-           and cfg["monitor_weighting"] == "balanced" and cfg["class_weights"] == "balanced"
-           else ".")
+        "checkpoints), which holds the trained models fixed and so measures the test images' "
+        "sampling error only (resamples whose draw lacked a class are skipped and counted in "
+        f"<code>checkpoints.csv</code>). Best = lowest {html.escape(cfg['monitor'])}"
+        + f", {best_objective(cfg)}."
         + (f" Paper values: {html.escape(published['source'])}.</p>" if published else "</p>"),
-        _markdown_html(checkpoint_markdown(ckpt)),
+        _markdown_html(checkpoint_markdown(ckpt, primary)),
         "<h2>Synthetic images: quality and memorization</h2>",
-        "<p>nn_ncc: each synthetic image's normalised cross-correlation with its nearest real "
-        "training image; real_nn_ncc: the same for real images among themselves; near_copies: "
+        "<p>nn_ncc: each synthetic image's normalised cross-correlation (over the breast, the "
+        "black background left out) with its nearest real training image; real_nn_ncc: the same "
+        "baseline for real training images, each to its nearest real image of <i>another "
+        "patient</i> (a woman's other view or breast would inflate it); near_copies: "
         "synthetic images above the threshold; MS-SSIM: mean pairwise similarity (lower = more "
         "diverse).</p>",
         _table(qual) if len(qual) else "<p>No synthetic images in this run.</p>",

@@ -9,6 +9,7 @@ import math
 
 import pandas as pd
 
+from mammosynth.classify.evaluate import compute_metrics
 from mammosynth.errors import UserError
 from mammosynth.report import stats
 from mammosynth.report.realism import RED_MARK, scenario_marker
@@ -36,12 +37,14 @@ def collect(evals: list[dict]) -> pd.DataFrame:
 
 
 SCENARIO_COLUMNS = ["arch", "synth", "ckpt", "metric", "splits", "mean", "sd", "ci_low",
-                    "ci_high", "diff_vs_0", "diff_low", "diff_high", "p_t", "p_wilcoxon",
+                    "ci_high", "diff_vs_0", "diff_low", "diff_high", "p", "p_holm", "test", "note",
                     "published", "realism"]
-CHECKPOINT_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "auc", "pr_auc"]
 CHECKPOINT_COLUMNS = ["arch", "synth", "metric", "splits", "last_mean", "last_sd", "best_mean",
-                      "best_sd", "diff", "diff_low", "diff_high", "resamples", "p_wilcoxon",
-                      "p_t", "published_last", "published_best"]
+                      "best_sd", "diff", "diff_low", "diff_high", "p", "p_holm", "note",
+                      "boot_low", "boot_high", "resamples", "skipped", "published_last",
+                      "published_best"]
+PAIRED = "paired corrected t"
+UNPAIRED = "unpaired corrected Welch t"
 
 
 def scenario_metrics(labels: list[str]) -> list[str]:
@@ -52,45 +55,94 @@ def scenario_metrics(labels: list[str]) -> list[str]:
             + ["macro_precision", "macro_recall", "macro_f1", "auc", "pr_auc"] + extra)
 
 
+def checkpoint_metrics(labels: list[str]) -> list[str]:
+    """Paper 002's Table 2 columns (accuracy, macro P/R/F1, AUC, PR-AUC) plus balanced accuracy
+    and, for two labels, sensitivity and specificity."""
+    extra = ["sensitivity", "specificity"] if len(labels) == 2 else []
+    return (["accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
+             "auc", "pr_auc"] + extra)
+
+
 def _values(long: pd.DataFrame, metric: str) -> pd.Series:
     return pd.to_numeric(long[metric], errors="coerce") if metric in long else \
         pd.Series(math.nan, index=long.index)
 
 
+def holm_family(metrics: list[str], primary: str, aliases: dict[str, str]) -> tuple[list, dict]:
+    """One comparison's Holm family: every metric but the primary and those that are another
+    metric of the list by definition (stats.same_as) -> (family, {duplicate: the metric it
+    is}); a duplicate of the primary makes the primary its stand-in."""
+    dup = {}
+    for m, a in aliases.items():
+        if m in metrics and a in metrics:
+            dup |= {a: m} if m == primary else {m: a}
+    return [m for m in metrics if m != primary and m not in dup], dup
+
+
+def _holm(rows: list[dict], primary: str, aliases: dict[str, str]) -> None:
+    """p_holm: Holm-adjusted within one comparison's family (holm_family); the primary metric
+    keeps its nominal p; a metric that is another by definition takes that one's p_holm."""
+    by_metric = {r["metric"]: r for r in rows}
+    family, dup = holm_family(list(by_metric), primary, aliases)
+    for m, adjusted in zip(family, stats.holm([by_metric[m].get("p", math.nan) for m in family])):
+        by_metric[m]["p_holm"] = adjusted
+    if primary in by_metric:
+        by_metric[primary]["p_holm"] = by_metric[primary].get("p", math.nan)
+    for m, a in dup.items():
+        by_metric[m]["p_holm"] = by_metric[a].get("p_holm", math.nan)
+
+
 def scenario_table(long: pd.DataFrame, labels: list[str], published: dict | None = None,
-                   realism: dict | None = None, protocol: str = "rigorous") -> pd.DataFrame:
-    """Per arch x scenario x checkpoint x metric: mean, sd and t 95% CI over splits; the paired
-    change vs scenario 0 on the same splits (t CI, paired t and Wilcoxon p); published value;
-    `realism`: for scenarios with synthetic images, the worst realism verdict of the split x
-    label sets their models used (realism: {(split, label): verdict} of the quality files;
-    report/realism.scenario_marker), "" for scenario 0 or when realism is None."""
+                   realism: dict | None = None, protocol: str = "rigorous", *,
+                   ratio: float = 0.0, primary: str = "balanced_accuracy",
+                   positive: int | None = None) -> pd.DataFrame:
+    """Per arch x scenario x checkpoint x metric: mean, sd and corrected t 95% CI over splits
+    (`ratio` = n_test / n_train, report/stats.py); the change vs scenario 0 - paired by split
+    under protocol rigorous (the same test images), unpaired under paper (each scenario
+    re-splits real + synthetic images, so its test set differs) - with its CI, p and Holm-adjusted
+    p (the `primary` metric unadjusted); published value; `realism`: for scenarios with
+    synthetic images, the worst realism verdict of the split x label sets their models used
+    (realism: {(split, label): verdict} of the quality files; report/realism.scenario_marker),
+    "" for scenario 0 or when realism is None."""
     rows = []
     for (arch, synth, ckpt), group in long.groupby(["arch", "synth", "ckpt"], sort=True):
         base = long[(long["arch"] == arch) & (long["synth"] == 0) & (long["ckpt"] == ckpt)]
         both = group.merge(base, on="split", suffixes=("", "_base")) if synth != 0 else None
         marker = ("" if synth == 0 or realism is None else
                   scenario_marker(realism, group["split"].unique(), labels, protocol))
+        family = []
         for metric in scenario_metrics(labels):
-            ci = stats.mean_ci(_values(group, metric))
+            ci = stats.mean_ci(_values(group, metric), ratio)
             row = {"arch": arch, "synth": int(synth), "ckpt": ckpt, "metric": metric,
                    "splits": ci["n"], "mean": ci["mean"], "sd": ci["sd"], "ci_low": ci["low"],
-                   "ci_high": ci["high"]}
+                   "ci_high": ci["high"], "note": ci["note"]}
             if both is not None and len(both) and metric in both:
-                p = stats.paired(_values(both, metric + "_base"), _values(both, metric))
+                if protocol == "paper":
+                    p = stats.unpaired(_values(base, metric), _values(group, metric), ratio)
+                else:
+                    p = stats.paired(_values(both, metric + "_base"), _values(both, metric),
+                                     ratio)
                 row |= {"diff_vs_0": p["diff"], "diff_low": p["diff_low"],
-                        "diff_high": p["diff_high"], "p_t": p["p_t"],
-                        "p_wilcoxon": p["p_wilcoxon"]}
+                        "diff_high": p["diff_high"], "p": p["p"],
+                        "note": p["note"],  # about the comparison from here on
+                        "test": UNPAIRED if protocol == "paper" else PAIRED}
             row["published"] = published_value(published, arch, synth, ckpt, metric)
             row["realism"] = marker
-            rows.append(row)
+            family.append(row)
+        if synth != 0:
+            _holm(family, primary, stats.same_as(labels, positive))
+        rows += family
     return pd.DataFrame(rows, columns=SCENARIO_COLUMNS)
 
 
-def checkpoint_table(long: pd.DataFrame, predictions: dict, n_classes: int, bootstrap: int,
-                     published: dict | None = None, seed: int = 0) -> pd.DataFrame:
+def checkpoint_table(long: pd.DataFrame, predictions: dict, labels: list[str], bootstrap: int,
+                     published: dict | None = None, seed: int = 0, *, ratio: float = 0.0,
+                     primary: str = "balanced_accuracy",
+                     positive: int | None = None) -> pd.DataFrame:
     """Per arch x scenario x metric: last vs best over splits, the paired difference (best -
-    last) with a paired-bootstrap 95% CI over the test images of every split, and the Wilcoxon
-    signed-rank (and paired t) p-value over splits.
+    last; the same test images) with its corrected t 95% CI, p and Holm-adjusted p over splits,
+    and a paired-bootstrap 95% CI over every split's test images (the models fixed: test-set
+    sampling error only; `skipped`: resamples left out because a draw lacked a class).
 
     predictions: {(arch, synth, split, ckpt): DataFrame from predictions_{ckpt}.csv}.
     """
@@ -103,21 +155,43 @@ def checkpoint_table(long: pd.DataFrame, predictions: dict, n_classes: int, boot
             continue
         pairs = [_paired_predictions(predictions[(arch, synth, s, "last")],
                                      predictions[(arch, synth, s, "best")]) for s in splits]
-        boot = stats.paired_bootstrap(pairs, n_classes, bootstrap, seed) if bootstrap else {}
-        for metric in CHECKPOINT_METRICS:
+        boot = (stats.paired_bootstrap(pairs, len(labels), bootstrap, seed, positive)
+                if bootstrap else {})
+        family = []
+        for metric in checkpoint_metrics(labels):
             a, b = _values(last.loc[splits], metric), _values(best.loc[splits], metric)
-            p = stats.paired(a, b)
+            p = stats.paired(a, b, ratio)
             ci = boot.get(metric) or {}
-            rows.append({
-                "arch": arch, "synth": int(synth), "metric": metric, "splits": len(splits),
+            family.append({
+                "arch": arch, "synth": int(synth), "metric": metric, "splits": p["n"],
                 "last_mean": a.mean(), "last_sd": a.std(ddof=1), "best_mean": b.mean(),
-                "best_sd": b.std(ddof=1), "diff": p["diff"],
-                "diff_low": ci.get("low", math.nan), "diff_high": ci.get("high", math.nan),
-                "resamples": ci.get("resamples", 0), "p_wilcoxon": p["p_wilcoxon"],
-                "p_t": p["p_t"],
+                "best_sd": b.std(ddof=1), "diff": p["diff"], "diff_low": p["diff_low"],
+                "diff_high": p["diff_high"], "p": p["p"], "note": p["note"],
+                "boot_low": ci.get("low", math.nan), "boot_high": ci.get("high", math.nan),
+                "resamples": ci.get("resamples", 0), "skipped": boot.get("skipped", 0),
                 "published_last": published_value(published, arch, synth, "last", metric),
                 "published_best": published_value(published, arch, synth, "best", metric)})
+        _holm(family, primary, stats.same_as(labels, positive))
+        rows += family
     return pd.DataFrame(rows, columns=CHECKPOINT_COLUMNS)
+
+
+def from_predictions(grid: list[dict], predictions: dict, long: pd.DataFrame,
+                     labels: list[str], positive: int | None = None) -> pd.DataFrame:
+    """metrics.csv's rows recomputed on the real test images only (predictions whose
+    `synthetic` column is false): protocol paper's test sets hold synthetic images too."""
+    rows = []
+    epochs = long.set_index(["arch", "synth", "split", "ckpt"])["epoch"]
+    for g in grid:
+        key = (g["arch"], g["synth"], g["split"], g["ckpt"])
+        p = predictions[key]
+        if "synthetic" in p:
+            p = p[~p["synthetic"].astype(str).str.lower().isin(["true", "1"])]
+        prob = p[[f"prob_{label}" for label in labels]].to_numpy(dtype=float)
+        result = compute_metrics(p["y"].to_numpy(dtype=int), prob, labels, positive=positive)
+        result["epoch"] = epochs.get(key)
+        rows.append({k: g[k] for k in ("arch", "synth", "split", "ckpt")} | flatten(result))
+    return pd.DataFrame(rows).sort_values(["arch", "synth", "ckpt", "split"], ignore_index=True)
 
 
 def _paired_predictions(last: pd.DataFrame, best: pd.DataFrame):
@@ -136,15 +210,30 @@ def published_value(published: dict | None, arch: str, synth, ckpt: str, metric:
     return published["values"].get((arch, int(synth), ckpt), {}).get(metric)
 
 
+DASH = "–"  # an undefined value on the page (NaN in the CSV files)
+
+
 def _cell(mean, sd=math.nan, low=math.nan, high=math.nan) -> str:
     if pd.isna(mean):
-        return "n/a"
+        return DASH
     text = f"{mean:.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}")
     return text + ("" if pd.isna(low) else f" [{low:.3f}, {high:.3f}]")
 
 
 def _p(value) -> str:
-    return "" if pd.isna(value) else f"{value:.3g}"
+    return DASH if pd.isna(value) else f"{value:.3g}"
+
+
+def _diff(diff, low, high, p, p_holm, primary: bool, note) -> str:
+    """A difference as shown: +d [low, high] p=..; the Holm-adjusted p beside a secondary
+    metric's; the note (no variance, too few splits) instead of an interval."""
+    if pd.isna(diff):
+        return DASH
+    text = f"{diff:+.3f}"
+    if isinstance(note, str) and note:
+        return text + f" ({note.split(':')[0]})"
+    text += f" [{low:+.3f}, {high:+.3f}] p={_p(p)}"
+    return text + ("" if primary or pd.isna(p_holm) else f" (Holm {_p(p_holm)})")
 
 
 def _markdown(head: list[str], rows: list[list[str]]) -> str:
@@ -160,59 +249,69 @@ def _realism_cell(value) -> str:
     return RED_MARK if value == "red" else value
 
 
-def scenario_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
-    """Paper 000's Table 4 shape: one row per arch x scenario x checkpoint, mean ± sd [95% CI];
-    then the change vs scenario 0 with its CI and p-values; published values where known. A
-    `realism` column (the verdict of the synthetic images the row used) when any row has one."""
+def scenario_markdown(table: pd.DataFrame, metrics: list[str], primary: str = "") -> str:
+    """Paper 000's Table 4 shape: one row per arch x scenario x checkpoint, mean ± sd [95% CI]
+    (a cell computed on fewer splits than its row says so); then the change vs scenario 0 with its
+    CI, p and Holm-adjusted p; published values where known. A `realism` column (the verdict of
+    the synthetic images the row used) when any row has one. `primary` is marked with *."""
     wide = table.set_index(["arch", "synth", "ckpt", "metric"])
-    keys = table[["arch", "synth", "ckpt"]].drop_duplicates().itertuples(index=False)
-    keys = list(keys)
+    keys = list(table[["arch", "synth", "ckpt"]].drop_duplicates().itertuples(index=False))
     marks = {k: _realism_cell(wide.loc[k + (metrics[0],)].get("realism")) for k in keys}
     shown = any(marks.values())
-    head = ["arch", "synthetic n", "weights", "splits"] + ["realism"] * shown + metrics
+    names = [m + (" *" if m == primary else "") for m in metrics]
+    head = ["arch", "synthetic n", "weights", "splits"] + ["realism"] * shown + names
     rows = []
     for arch, synth, ckpt in keys:
-        cells = [arch, str(synth), ckpt, str(int(wide.loc[(arch, synth, ckpt, metrics[0]),
-                                                            "splits"]))]
-        cells += [marks[(arch, synth, ckpt)]] * shown
+        k = int(max(wide.loc[(arch, synth, ckpt, m), "splits"] for m in metrics))
+        cells = [arch, str(synth), ckpt, str(k)] + [marks[(arch, synth, ckpt)]] * shown
         for m in metrics:
             r = wide.loc[(arch, synth, ckpt, m)]
             cell = _cell(r["mean"], r["sd"], r["ci_low"], r["ci_high"])
+            if 0 < r["splits"] < k:
+                cell += f" ({int(r['splits'])} of {k} splits)"
             if not pd.isna(r["published"]) and r["published"] is not None:
                 cell += f" (paper {r['published']:.2f})"
             cells.append(cell)
         rows.append(cells)
     text = _markdown(head, rows)
-    changes = [[arch, str(synth), ckpt] + [marks[(arch, synth, ckpt)]] * shown + [
-        "n/a" if pd.isna(wide.loc[(arch, synth, ckpt, m), "diff_vs_0"]) else
-        f"{wide.loc[(arch, synth, ckpt, m), 'diff_vs_0']:+.3f} "
-        f"[{wide.loc[(arch, synth, ckpt, m), 'diff_low']:+.3f}, "
-        f"{wide.loc[(arch, synth, ckpt, m), 'diff_high']:+.3f}] "
-        f"p={_p(wide.loc[(arch, synth, ckpt, m), 'p_t'])}" for m in metrics]
-        for arch, synth, ckpt in keys if synth != 0]
+    changes = []
+    for arch, synth, ckpt in keys:
+        if synth == 0:
+            continue
+        cells = [arch, str(synth), ckpt] + [marks[(arch, synth, ckpt)]] * shown
+        for m in metrics:
+            r = wide.loc[(arch, synth, ckpt, m)]
+            cells.append(_diff(r["diff_vs_0"], r["diff_low"], r["diff_high"], r["p"],
+                               r["p_holm"], m == primary, r["note"]))
+        changes.append(cells)
     if changes:
-        text += ("\nChange vs scenario 0 on the same splits: mean difference [t 95% CI] and "
-                 "paired t-test p (Wilcoxon in scenario.csv).\n\n"
-                 + _markdown(["arch", "synthetic n", "weights"] + ["realism"] * shown + metrics,
+        test = table["test"].dropna()
+        test = test.iloc[0] if len(test) else PAIRED
+        how = ("paired by split (the same test images)" if test == PAIRED else
+               "unpaired (each scenario's test set differs)")
+        text += (f"\nChange vs scenario 0, {how}: mean difference [95% CI] and p of the "
+                 f"{test} test; Holm-adjusted p beside every metric but the primary (*).\n\n"
+                 + _markdown(["arch", "synthetic n", "weights"] + ["realism"] * shown + names,
                              changes))
     return text
 
 
-def checkpoint_markdown(table: pd.DataFrame) -> str:
+def checkpoint_markdown(table: pd.DataFrame, primary: str = "") -> str:
     """Paper 002's Table 2 shape: per arch (and scenario), last vs best, the paired difference
-    with its bootstrap 95% CI and the Wilcoxon p over splits."""
-    head = ["arch", "synthetic n", "metric", "splits", "last", "best", "best - last [95% CI]",
-            "Wilcoxon p", "paper last / best"]
+    with its corrected t 95% CI, p and Holm p over splits, and the bootstrap CI over test
+    images (models fixed)."""
+    head = ["arch", "synthetic n", "metric", "splits", "last", "best",
+            "best - last [95% CI] p (Holm)", "bootstrap 95% CI (models fixed)",
+            "paper last / best"]
     rows = []
     for r in table.itertuples(index=False):
         paper = ("" if r.published_last is None or pd.isna(r.published_last) else
                  f"{r.published_last:.3f} / {r.published_best:.3f}")
-        diff = "n/a" if pd.isna(r.diff) else (
-            f"{r.diff:+.3f}" + ("" if pd.isna(r.diff_low) else
-                               f" [{r.diff_low:+.3f}, {r.diff_high:+.3f}]"))
-        rows.append([r.arch, str(r.synth), r.metric, str(r.splits),
-                     _cell(r.last_mean, r.last_sd), _cell(r.best_mean, r.best_sd), diff,
-                     _p(r.p_wilcoxon), paper])
+        boot = "" if pd.isna(r.boot_low) else f"[{r.boot_low:+.3f}, {r.boot_high:+.3f}]"
+        rows.append([r.arch, str(r.synth), r.metric + (" *" if r.metric == primary else ""),
+                     str(r.splits), _cell(r.last_mean, r.last_sd), _cell(r.best_mean, r.best_sd),
+                     _diff(r.diff, r.diff_low, r.diff_high, r.p, r.p_holm, r.metric == primary,
+                           r.note), boot, paper])
     return _markdown(head, rows)
 
 
