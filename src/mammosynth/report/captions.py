@@ -3,7 +3,8 @@ figure on the HTML page and in Snakemake's report. A light module: the Snakefile
 
 CAPTIONS = {
     "scenarios": "Test metrics against the number of synthetic training images (the main result): "
-                 "mean over splits with the t 95% confidence interval, per classifier and "
+                 "mean over splits with the corrected t 95% confidence interval (Nadeau-Bengio: the "
+                 "splits overlap), per classifier and "
                  "checkpoint.",
     "curves": "Training curves per scenario (paper 000's Figure 5): mean over splits, the band "
               "spans the splits' minimum to maximum; solid = training, dashed = validation.",
