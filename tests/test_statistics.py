@@ -587,19 +587,24 @@ def test_positive_class_0():
         positive_index(labels, "cancer")
 
 
-def test_bootstrap_ci_skips_and_counts_resamples_without_a_class(monkeypatch):
-    rng = np.random.default_rng(0)
-    labels = ["a", "b", "c"]
-    y = np.array([0] * 20 + [1] * 18 + [2] * 2)  # c is rare: ~13% of draws lack it
-    prob = rng.dirichlet([1, 1, 1], len(y))
-    seen = []
-    real = evaluate.compute_metrics
+def classes_seen(monkeypatch, module, name: str) -> list:
+    """Wrap module.name (a metrics function taking y first) to record the classes of every call."""
+    seen, real = [], getattr(module, name)
 
     def spy(yy, *args, **kwargs):
         seen.append(np.unique(yy))
         return real(yy, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "compute_metrics", spy)
+    monkeypatch.setattr(module, name, spy)
+    return seen
+
+
+def test_bootstrap_ci_skips_and_counts_resamples_without_a_class(monkeypatch):
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"]
+    y = np.array([0] * 20 + [1] * 18 + [2] * 2)  # c is rare: ~13% of draws lack it
+    prob = rng.dirichlet([1, 1, 1], len(y))
+    seen = classes_seen(monkeypatch, evaluate, "compute_metrics")
     ci = bootstrap_ci(y, prob, labels, 200, seed=1)
     assert ci["skipped"] > 0
     assert len(seen) == 200 - ci["skipped"]
@@ -615,14 +620,7 @@ def test_paired_bootstrap_skips_and_counts_resamples_without_a_class(monkeypatch
     for s in range(3):
         y = np.array([0] * 15 + [1] * 13 + [2] * 2)
         pairs.append((y, rng.dirichlet([1, 1, 1], len(y)), rng.dirichlet([1, 1, 1], len(y))))
-    seen = []
-    real = stats.fast_metrics
-
-    def spy(yy, *args, **kwargs):
-        seen.append(np.unique(yy))
-        return real(yy, *args, **kwargs)
-
-    monkeypatch.setattr(stats, "fast_metrics", spy)
+    seen = classes_seen(monkeypatch, stats, "fast_metrics")
     out = stats.paired_bootstrap(pairs, 3, 100, seed=2)
     assert out["skipped"] > 0
     assert len(seen) == 2 * len(pairs) * (100 - out["skipped"])  # a and b, every split
