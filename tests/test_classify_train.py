@@ -1,5 +1,6 @@
 """The classifier trainer's checkpoint logic: best vs last, early stopping, resume after a kill,
-frozen backbone, augmentation. Tiny real timm models on tiny real PNGs."""
+frozen backbone, augmentation, the training budget (epochs or steps). Tiny real timm models on
+tiny real PNGs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from mammosynth.classify.model import load_weights
-from mammosynth.classify.train import augment, monitored_loss, train_classifier
+from mammosynth.classify.train import (augment, batches_per_epoch, monitored_loss,
+                                       train_classifier)
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
 
@@ -82,8 +84,13 @@ def test_early_stopping_stops(tmp_path):
     assert len(h) < 30 and len(h) - best_epoch == 2
 
 
-def test_resume_after_kill_continues_and_matches(tmp_path, data):
-    train_classifier(data, tmp_path / "whole", arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+@pytest.mark.parametrize("budget", ["epochs", "steps"])
+def test_resume_after_kill_continues_and_matches(tmp_path, data, budget):
+    # budget steps: 2 updates a round, 3 batches a permutation - most rounds end inside one
+    updates = {"epochs": None, "steps": 2}[budget]
+    config = cfg(budget=budget)
+    train_classifier(data, tmp_path / "whole", arch=ARCH, labels=LABELS, cfg=config, seed=0,
+                     updates_per_epoch=updates)
 
     # a real kill -9 in the middle of training, then a re-run of the same call
     out = tmp_path / "killed"
@@ -93,8 +100,8 @@ def test_resume_after_kill_continues_and_matches(tmp_path, data):
         "import mammosynth, pandas as pd, torch; torch.set_num_threads(1)\n"
         "from mammosynth.classify.train import train_classifier\n"
         f"s = {{k: pd.read_csv(r'{tmp_path}/' + k + '.csv') for k in ('train', 'val')}}\n"
-        f"train_classifier(s, r'{out}', arch='{ARCH}', labels={LABELS!r}, cfg={cfg(epochs=60)!r},"
-        " seed=0)\n")
+        f"train_classifier(s, r'{out}', arch='{ARCH}', labels={LABELS!r}, "
+        f"cfg={cfg(epochs=60, budget=budget)!r}, seed=0, updates_per_epoch={updates})\n")
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 120
     while not (out / "resume.pt").exists() and time.time() < deadline and child.poll() is None:
@@ -105,10 +112,12 @@ def test_resume_after_kill_continues_and_matches(tmp_path, data):
     assert (out / "resume.pt").exists(), "the child finished or never checkpointed"
     (out / "last.safetensors").unlink(missing_ok=True)  # as Snakemake removes incomplete outputs
     (out / "best.safetensors").unlink(missing_ok=True)
-    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=config, seed=0,
+                     updates_per_epoch=updates)
 
     h_whole, h_resumed = history(tmp_path / "whole"), history(out)
     assert list(h_resumed["epoch"]) == list(range(1, 7))  # the epoch count continued
+    assert list(h_resumed["step"]) == [k * (updates or 3) for k in range(1, 7)]
     cols = ["train_loss", "val_loss", "best"]
     pd.testing.assert_frame_equal(h_whole[cols], h_resumed[cols])
     for ckpt in ("last", "best"):
@@ -229,7 +238,7 @@ class _Killed(Exception):
     pass
 
 
-def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1):
+def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1, **kwargs):
     """Train with `config` until `epochs_done` epochs are saved in out/resume.pt, then stop as a
     killed job would (the weights Snakemake would remove are removed)."""
     import mammosynth.classify.train as classify_train
@@ -244,7 +253,7 @@ def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1):
 
     monkeypatch.setattr(classify_train, "save_atomic", save_then_stop)
     with pytest.raises(_Killed):
-        train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0)
+        train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
     monkeypatch.undo()
     assert (out / "resume.pt").is_file() and saved == list(range(1, epochs_done + 1))
     (out / "last.safetensors").unlink()
@@ -252,29 +261,36 @@ def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1):
 
 
 def _assert_same_run(a, b):
-    cols = ["epoch", "train_loss", "val_loss", "best"]
+    cols = ["epoch", "step", "train_loss", "val_loss", "best"]
     pd.testing.assert_frame_equal(history(a)[cols], history(b)[cols])
     for ckpt in ("last", "best"):
         x, y = (load_file(str(d / f"{ckpt}.safetensors")) for d in (a, b))
         assert all(torch.equal(x[k], y[k]) for k in x), ckpt
 
 
-@pytest.mark.parametrize("change", ["lr", "training_set"])
+@pytest.mark.parametrize("change", ["lr", "training_set", "budget", "updates_per_epoch"])
 def test_resume_state_of_another_config_or_training_set_is_set_aside(tmp_path, data, change,
                                                                      monkeypatch, caplog):
     out = tmp_path / "out"
-    _write_resume_state(monkeypatch, data, out, cfg(epochs=3))
+    first = {"updates_per_epoch": 2} if change == "updates_per_epoch" else {}
+    _write_resume_state(monkeypatch, data, out, cfg(epochs=3), **first)
+    subsets, config, kwargs = data, cfg(epochs=3), {}
     if change == "lr":
-        subsets, config = data, cfg(epochs=3, lr=1e-3)
-    else:  # 12 other images, same labels
-        subsets, config = dict(data, train=frame(tmp_path / "train2", 12, seed=5)), cfg(epochs=3)
-    train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0)
+        config = cfg(epochs=3, lr=1e-3)
+    elif change == "training_set":  # 12 other images, same labels
+        subsets = dict(data, train=frame(tmp_path / "train2", 12, seed=5))
+    elif change == "budget":  # 3 updates a round, as under epochs: the same run, another budget
+        config, kwargs = cfg(epochs=3, budget="steps"), {"updates_per_epoch": 3}
+    else:
+        kwargs = {"updates_per_epoch": 4}
+    train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
 
     assert "was written for a different config or inputs: training starts afresh" in caplog.text
     assert (out / "resume.pt.stale").is_file() and not (out / "resume.pt").exists()
     assert torch.load(out / "resume.pt.stale", weights_only=True)["epoch"] == 1
     assert list(history(out)["epoch"]) == [1, 2, 3]
-    train_classifier(subsets, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    train_classifier(subsets, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=config, seed=0,
+                     **kwargs)
     _assert_same_run(out, tmp_path / "fresh")
 
 
@@ -326,6 +342,151 @@ def test_fingerprint_covers_settings_and_files_not_key_order(tmp_path):
     assert base != fingerprint({"lr": 1e-3, "seed": 0}, {"val": [a, b]})
     b.write_bytes(b"123456")
     assert base != fingerprint({"lr": 1e-3, "seed": 0}, {"train": [a, b]})
+
+
+# -- the training budget: epochs, or the same optimizer updates for every arm --------------------
+
+def _count_updates(monkeypatch):
+    """Adam's own step counter (not the trainer's) after every epoch, read from the states the
+    trainer saves."""
+    import mammosynth.classify.train as classify_train
+
+    original, steps = classify_train.save_atomic, []
+
+    def save_and_count(state, path):
+        steps.append({int(s["step"]) for s in state["optimizer"]["state"].values()})
+        original(state, path)
+
+    monkeypatch.setattr(classify_train, "save_atomic", save_and_count)
+    return steps
+
+
+def _record_batches(monkeypatch):
+    """The images of every training batch, as passed to `augment` (the original still runs)."""
+    import mammosynth.classify.train as classify_train
+
+    original, batches = classify_train.augment, []
+
+    def record(x, generator):
+        batches.append(x.clone())
+        return original(x, generator)
+
+    monkeypatch.setattr(classify_train, "augment", record)
+    return batches
+
+
+def test_batches_per_epoch_counts_the_epoch_loop():
+    for batch in range(2, 9):
+        for n in range(2, 60):
+            images = n - 1 if n % batch == 1 else n  # a last batch of one is dropped
+            expected = len(range(0, images, batch))
+            assert batches_per_epoch(n, batch) == expected, (n, batch)
+    assert batches_per_epoch(13, 4) == 3 and batches_per_epoch(14, 4) == 4
+    assert batches_per_epoch(16, 16) == 1 and batches_per_epoch(17, 16) == 1
+
+
+@pytest.mark.parametrize("n", [13, 14])  # 13 % 4 == 1: a last batch of one, dropped
+def test_an_epoch_makes_batches_per_epoch_updates(tmp_path, monkeypatch, n):
+    counted = _count_updates(monkeypatch)
+    subsets = {"train": frame(tmp_path / "t", n), "val": frame(tmp_path / "v", 4, seed=1)}
+    train_classifier(subsets, tmp_path / "out", arch=ARCH, labels=LABELS, cfg=cfg(epochs=2),
+                     seed=0)
+    per_epoch = batches_per_epoch(n, 4)
+    assert counted == [{per_epoch}, {2 * per_epoch}]
+    assert list(history(tmp_path / "out")["step"]) == [per_epoch, 2 * per_epoch]
+    _, meta = load_weights(tmp_path / "out/last.safetensors")
+    assert (meta["budget"], meta["updates_per_epoch"]) == ("epochs", per_epoch)
+    assert (meta["epoch"], meta["step"]) == (2, 2 * per_epoch)
+
+
+def test_budget_steps_gives_every_training_set_the_same_updates(tmp_path, monkeypatch):
+    val = frame(tmp_path / "v", 6, seed=1)
+    for n in (12, 30):
+        counted = _count_updates(monkeypatch)
+        out = tmp_path / f"n{n}"
+        train_classifier({"train": frame(tmp_path / f"t{n}", n), "val": val}, out, arch=ARCH,
+                         labels=LABELS, cfg=cfg(epochs=2, budget="steps"), seed=0,
+                         updates_per_epoch=3)
+        monkeypatch.undo()
+        assert counted == [{3}, {6}], n
+        h = history(out)
+        assert list(h["epoch"]) == [1, 2] and list(h["step"]) == [3, 6]
+        for ckpt in ("last", "best"):
+            _, meta = load_weights(out / f"{ckpt}.safetensors")
+            assert (meta["budget"], meta["updates_per_epoch"]) == ("steps", 3)
+            assert meta["step"] == 3 * meta["epoch"]
+
+
+@pytest.mark.parametrize("n", [13, 14])
+def test_budget_steps_walks_through_permutations_across_rounds(tmp_path, monkeypatch, n):
+    """Batch 4, 3 updates a round, 3 rounds. 14 images: permutations of 4+4+4+2, the second round
+    starts with the first permutation's last 2. 13: 4+4+4 and the 13th image dropped."""
+    from mammosynth.classify.data import load_tensor
+
+    batches = _record_batches(monkeypatch)
+    train = frame(tmp_path / "t", n)
+    train_classifier({"train": train, "val": frame(tmp_path / "v", 4, seed=1)},
+                     tmp_path / "out", arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=3, budget="steps", augment=True), seed=0,
+                     updates_per_epoch=3)
+    assert list(history(tmp_path / "out")["step"]) == [3, 6, 9]
+    images = load_tensor(train["path"], 32).flatten(1)
+    ids = [[int((images == x).all(1).nonzero()) for x in b.flatten(1)] for b in batches]
+    assert [len(b) for b in ids] == {14: [4, 4, 4, 2, 4, 4, 4, 2, 4], 13: [4] * 9}[n]
+    per_permutation = {14: 4, 13: 3}[n]
+    groups = [[i for b in ids[k:k + per_permutation] for i in b]
+              for k in range(0, 9, per_permutation)]
+    for seen in groups:  # one permutation each: distinct images, all but a dropped one
+        assert len(seen) == len(set(seen))
+    assert [len(g) for g in groups] == {14: [14, 14, 4], 13: [12, 12, 12]}[n]
+    assert groups[0] != groups[1][:len(groups[0])]  # a fresh permutation, not the same again
+
+
+@pytest.mark.parametrize("n", [12, 13])
+def test_budget_steps_at_scenario_0_size_is_budget_epochs(tmp_path, n):
+    """U = batches_per_epoch(n, batch): the same run, bit for bit (augmentation draws included)."""
+    subsets = {"train": frame(tmp_path / "t", n), "val": frame(tmp_path / "v", 6, seed=1)}
+    train_classifier(subsets, tmp_path / "epochs", arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=3, augment=True, budget="epochs"), seed=0)
+    train_classifier(subsets, tmp_path / "steps", arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=3, augment=True, budget="steps"), seed=0,
+                     updates_per_epoch=batches_per_epoch(n, 4))
+    a, b = (history(tmp_path / d).drop(columns="seconds") for d in ("epochs", "steps"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for ckpt in ("last", "best"):
+        x, y = (load_file(str(tmp_path / f"{d}/{ckpt}.safetensors")) for d in ("epochs", "steps"))
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), ckpt
+
+
+def test_budget_steps_resumes_mid_permutation(tmp_path, data, monkeypatch, caplog):
+    """12 images, batch 4: 3 batches a permutation; 2 updates a round. Stopped after round 1
+    (inside the first permutation) and after round 2 (inside the second), re-run: the run of an
+    uninterrupted job."""
+    config = cfg(epochs=4, budget="steps", augment=True)
+    for done in (1, 2):
+        out = tmp_path / f"stopped{done}"
+        _write_resume_state(monkeypatch, data, out, config, epochs_done=done,
+                            updates_per_epoch=2)
+        state = torch.load(out / "resume.pt", weights_only=True)
+        position = {1: 8, 2: 4}[done]  # round 2 finished permutation 1 and began permutation 2
+        assert (state["step"], len(state["order"]), state["pos"]) == (2 * done, 12, position)
+        caplog.set_level(logging.INFO)
+        train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=config, seed=0,
+                         updates_per_epoch=2)
+        assert "resumed from" in caplog.text and not (out / "resume.pt.stale").exists()
+    train_classifier(data, tmp_path / "whole", arch=ARCH, labels=LABELS, cfg=config, seed=0,
+                     updates_per_epoch=2)
+    for done in (1, 2):
+        _assert_same_run(tmp_path / f"stopped{done}", tmp_path / "whole")
+    assert list(history(tmp_path / "whole")["step"]) == [2, 4, 6, 8]
+
+
+def test_budget_steps_without_updates_per_epoch_is_budget_epochs(tmp_path, data, caplog):
+    train_classifier(data, tmp_path / "out", arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=1, budget="steps"), seed=0)
+    assert "without updates_per_epoch" in caplog.text
+    _, meta = load_weights(tmp_path / "out/last.safetensors")
+    assert (meta["budget"], meta["updates_per_epoch"]) == ("epochs", 3)
 
 
 # -- which epoch the monitored validation loss picks ----------------------------------------------

@@ -2,7 +2,8 @@
 
 Mirrors timm's train.py: `last.safetensors` every epoch, `best.safetensors` at the lowest
 `monitor` (`val_loss`, or `train_loss` as paper 002 words it), early stopping after `patience`
-epochs without improvement, a per-epoch `history.csv`. Binary tasks use one logit and BCE,
+epochs without improvement, a per-epoch `history.csv` (`step`: the optimizer updates made by the
+end of the epoch). Binary tasks use one logit and BCE,
 multi-class tasks cross-entropy; `class_weights: balanced` weights each sample by
 n_samples / (n_classes * n_class) (scikit-learn's "balanced"), in the training loss and, with
 `monitor_weighting: balanced` (the default), in the monitored validation loss too, so that "best"
@@ -12,16 +13,33 @@ base also keeps its BatchNorm statistics). `augment` adds vertical flips, rotati
 10 degrees and a contrast/brightness jitter (never horizontal flips: the chest wall stays left).
 On CUDA: bf16 autocast and channels_last; on the CPU plain fp32.
 
-After every epoch the whole state (weights, best weights, optimizer, RNG, history) is written
-atomically to `resume`; a killed job re-run continues from the next epoch with the same result.
+The training budget (`classifier.budget`). `epochs` (also whenever `updates_per_epoch` is None):
+an epoch is one pass over a fresh seeded permutation of the model's own training set, in batches
+of `batch_size`, the last one partial (a last batch of one image is dropped: BatchNorm cannot
+train on it) - so an arm with more training images also makes more optimizer updates, and "more
+data" is mixed up with "more training". `steps` (`updates_per_epoch` = U, which the workflow sets
+to `batches_per_epoch` of the split's scenario 0): every epoch (a round) is exactly U updates,
+whatever the training set's size. Batches are taken in order from the current permutation, drawn
+from the same seeded generator; when fewer than two of its images are left, a new one is drawn
+(the leftover image dropped, as above), and a round that ends inside a permutation leaves the rest
+of it to the next round. Validation, `last`/`best`, patience and the history row come after each
+round, so every arm of a split makes epochs x U updates and is validated at the same update
+counts: arms differ in their data only. On a training set of scenario 0's size, steps and epochs
+are the same run, bit for bit. The weights' metadata record `budget`, `updates_per_epoch` (under
+`epochs` the model's own batches per epoch), `epoch` and `step`.
+
+After every epoch the whole state (weights, best weights, optimizer, RNG, the current permutation
+and the position in it, history) is written atomically to `resume`; a killed job re-run continues
+from the next epoch with the same result, mid-permutation too.
 The state carries a fingerprint (runtime.fingerprint) of what determines the result: the
 `classifier` config section as given, less the keys that do not change the training (bootstrap,
 checkpoints; archs - `arch` stands for it; pretrained - the resolved weights file and its size
-stand for it; epochs, see below), arch, labels, seed, and the training and validation images'
-paths (in order, each with its file's size) and y. A state with another (or no) fingerprint is
-moved aside to `resume.pt.stale` and training starts afresh. `epochs` is left out because the lr
-is constant, so epoch k is the same whatever the total: a state is resumed under more epochs,
-and is stale only when it is past the new total.
+stand for it; epochs, see below), the budget in effect and its updates per epoch, arch, labels,
+seed, and the training and validation images' paths (in order, each with its file's size) and y.
+A state with another (or no) fingerprint is moved aside to `resume.pt.stale` and training starts
+afresh. `epochs` is left out because the lr is constant, so epoch k (k x U updates) is the same
+whatever the total: a state is resumed under more epochs, and is stale only when it is past the
+new total.
 """
 
 from __future__ import annotations
@@ -44,9 +62,17 @@ from mammosynth.errors import UserError
 from mammosynth.runtime import device, fingerprint, load_resume, save_atomic
 
 log = logging.getLogger(__name__)
-HISTORY = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best"]
+HISTORY = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+           "best"]
 # classifier keys outside the resume fingerprint (see the module docstring)
 NOT_FINGERPRINTED = {"bootstrap", "checkpoints", "archs", "pretrained", "epochs"}
+
+
+def batches_per_epoch(n_train: int, batch: int) -> int:
+    """The optimizer updates of one epoch over n_train images under budget `epochs`: batches of
+    `batch`, the last one partial, a last batch of one image dropped."""
+    used = n_train - 1 if n_train % batch == 1 else n_train
+    return -(-used // batch)
 
 
 def loss_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -111,7 +137,11 @@ def _frozen_backbone(model) -> list[torch.nn.Parameter]:
 
 def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, arch: str,
                      labels: list[str], cfg: dict, seed: int,
-                     resume: str | Path | None = None) -> None:
+                     resume: str | Path | None = None,
+                     updates_per_epoch: int | None = None) -> None:
+    """Train `arch` on subsets["train"], validate on subsets["val"] after every epoch, write
+    last/best weights and history.csv under out_dir. updates_per_epoch: budget steps' U (see the
+    module docstring); None - budget epochs."""
     from timm.optim import create_optimizer_v2
 
     out_dir = Path(out_dir)
@@ -125,6 +155,19 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     if cfg["monitor"] == "val_loss" and not len(val):
         raise UserError("config classifier.monitor: val_loss needs validation images; set "
                         "splits.val_fraction above 0, or monitor: train_loss")
+    if len(train) < 2:
+        raise UserError(f"{arch}: {len(train)} training image(s); training needs at least 2 "
+                        "(BatchNorm cannot train on a batch of one)")
+    if updates_per_epoch is None:
+        if cfg.get("budget", "epochs") == "steps":
+            log.warning("classifier.budget steps without updates_per_epoch: budget epochs")
+        budget, per_epoch = "epochs", batches_per_epoch(len(train), batch)
+    elif updates_per_epoch < 1:
+        raise ValueError(f"updates_per_epoch must be positive, not {updates_per_epoch}")
+    else:
+        budget, per_epoch = cfg.get("budget", "steps"), int(updates_per_epoch)
+        if budget == "epochs":
+            per_epoch = batches_per_epoch(len(train), batch)
     x_train, y_train = load_tensor(train["path"], size), torch.tensor(train["y"].to_numpy())
     x_val, y_val = load_tensor(val["path"], size), torch.tensor(val["y"].to_numpy())
     log.info("%s on %s: %d training images (%d synthetic), %d validation images", arch, dev,
@@ -133,6 +176,7 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     pretrained = models.pretrained_file(cfg.get("pretrained"), arch)
     key = fingerprint(
         {"classifier": {k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
+         "budget": budget, "updates_per_epoch": per_epoch,
          "arch": arch, "labels": labels, "seed": seed,
          "y": {"train": [int(y) for y in train["y"]], "val": [int(y) for y in val["y"]]}},
         {"train": list(train["path"]), "val": list(val["path"]),
@@ -155,9 +199,12 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     monitor_weighting = cfg.get("monitor_weighting", "balanced")
     meta = {"arch": arch, "labels": labels, "in_chans": in_chans, "image_size": size,
             "num_classes": models.n_outputs(len(labels)), "monitor": cfg["monitor"],
-            "monitor_weighting": monitor_weighting, "class_weights": cfg["class_weights"]}
+            "monitor_weighting": monitor_weighting, "class_weights": cfg["class_weights"],
+            "budget": budget, "updates_per_epoch": per_epoch}
 
     best_value, best_epoch, rows, start, best_state = float("inf"), 0, [], 1, None
+    # the permutation being walked through and the position in it (none yet: drawn at once)
+    order, pos, step = torch.empty(0, dtype=torch.long), 0, 0
     state = load_resume(resume, key, dev, accept=lambda s: s["epoch"] <= cfg["epochs"])
     if state is not None:
         model.load_state_dict(state["model"])
@@ -166,6 +213,7 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
         torch.set_rng_state(state["torch_rng"].cpu())
         best_value, best_epoch, rows = state["best_value"], state["best_epoch"], state["history"]
         best_state, start = state["best_model"], state["epoch"] + 1
+        order, pos, step = state["order"].cpu(), state["pos"], state["step"]
         log.info("resumed from %s after epoch %d", resume, state["epoch"])
 
     for epoch in range(start, cfg["epochs"] + 1):
@@ -173,12 +221,12 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             break  # resumed after the stopping epoch
         tick = time.perf_counter()
         model.eval() if frozen else model.train()  # a frozen base keeps its BatchNorm statistics
-        order = torch.randperm(len(x_train), generator=generator)
-        if len(order) % batch == 1:  # BatchNorm cannot train on a batch of one
-            order = order[:-1]
         total, correct, count = 0.0, 0, 0
-        for i in range(0, len(order), batch):
-            idx = order[i:i + batch]
+        for _ in range(per_epoch):
+            if len(order) - pos < 2:  # BatchNorm cannot train on a batch of one: drop it
+                order, pos = torch.randperm(len(x_train), generator=generator), 0
+            idx = order[pos:pos + batch]
+            pos += len(idx)
             x = augment(x_train[idx], generator) if cfg.get("augment") else x_train[idx]
             y = y_train[idx].to(dev)
             logits = _forward(model, normalize, x)
@@ -189,8 +237,9 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             total += loss.item() * len(idx)
             correct += (models.probabilities(logits).argmax(1) == y).sum().item()
             count += len(idx)
-        row = {"epoch": epoch, "train_loss": total / count, "train_acc": correct / count,
-               "val_loss": float("nan"), "val_acc": float("nan"),
+            step += 1
+        row = {"epoch": epoch, "step": step, "train_loss": total / count,
+               "train_acc": correct / count, "val_loss": float("nan"), "val_acc": float("nan"),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick}
         if len(val):
             val_logits = predict(model, normalize, x_val, batch)
@@ -200,18 +249,21 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             row["val_acc"] = (models.probabilities(val_logits).argmax(1) == y_val).float() \
                 .mean().item()
         row["best"] = row[cfg["monitor"]] < best_value
-        models.save_weights(model, out_dir / "last.safetensors", {**meta, "epoch": epoch})
+        models.save_weights(model, out_dir / "last.safetensors",
+                            {**meta, "epoch": epoch, "step": step})
         if row["best"]:
             best_value, best_epoch = row[cfg["monitor"]], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            models.save_weights(model, out_dir / "best.safetensors", {**meta, "epoch": epoch})
+            models.save_weights(model, out_dir / "best.safetensors",
+                                {**meta, "epoch": epoch, "step": step})
         rows.append(row)
-        log.info("epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f%s", epoch,
-                 row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
-                 " (best)" if row["best"] else "")
+        log.info("epoch %d (step %d): train loss %.4f acc %.3f, val loss %.4f acc %.3f%s",
+                 epoch, step, row["train_loss"], row["train_acc"], row["val_loss"],
+                 row["val_acc"], " (best)" if row["best"] else "")
         save_atomic({"model": model.state_dict(), "best_model": best_state,
                       "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                      "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                      "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step,
+                      "order": order, "pos": pos,
                       "best_value": best_value, "best_epoch": best_epoch, "history": rows,
                       "fingerprint": key}, resume)
         if cfg.get("patience") and epoch - best_epoch >= cfg["patience"]:
@@ -220,10 +272,11 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     # Resumed after Snakemake removed the incomplete job's outputs: restore them from the state.
     if rows and not (out_dir / "last.safetensors").exists():
         models.save_weights(model, out_dir / "last.safetensors",
-                            {**meta, "epoch": rows[-1]["epoch"]})
+                            {**meta, "epoch": rows[-1]["epoch"], "step": rows[-1]["step"]})
     if best_state is not None and not (out_dir / "best.safetensors").exists():
         model.load_state_dict(best_state)
-        models.save_weights(model, out_dir / "best.safetensors", {**meta, "epoch": best_epoch})
+        models.save_weights(model, out_dir / "best.safetensors",
+                            {**meta, "epoch": best_epoch, "step": best_epoch * per_epoch})
     with open(out_dir / "history.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY)
         writer.writeheader()
