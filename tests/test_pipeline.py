@@ -50,10 +50,15 @@ def write_config(workdir: Path, config: dict) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
+# The demo run: the tiny grid with every control arm and one real fraction.
+ARMS = dict(TINY, controls=["dup", "aug", "synthonly"], real_fractions=[50])
+MODELS = ["synth0", "synth8", "dup8", "aug8", "synthonly8", "real50"]
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    write_config(workdir, TINY)
+    write_config(workdir, ARMS)
     run = snakemake(workdir)
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir
@@ -132,7 +137,7 @@ def test_every_stage_produces_its_contracted_files(demo_run):
     assert len(scenario[["synth", "ckpt"]].drop_duplicates()) == 2 * 2  # scenarios x checkpoints
     assert (w / "results/report/index.html").read_text().count("<table") >= 6
     long = pd.read_csv(w / "results/report/metrics.csv")
-    row = long[(long["synth"] == 8) & (long["ckpt"] == "best")].iloc[0]
+    row = long[(long["arm"] == "synth") & (long["n"] == 8) & (long["ckpt"] == "best")].iloc[0]
     best = json.loads((w / "results/classifier/mobilenetv3_small_050/synth8/split0/"
                        "eval_best.json").read_text())
     assert row["accuracy"] == pytest.approx(best["accuracy"])
@@ -149,10 +154,56 @@ def test_composition_lists_what_each_model_saw(demo_run):
         real = comp[~comp["synthetic"]].merge(split, on="image_id", suffixes=("", "_split"))
         assert len(real) == len(split) and (real["subset"] == real["subset_split"]).all()
     leakage = pd.read_csv(demo_run / "results/report/leakage.csv")
-    assert len(leakage) == 2
+    assert len(leakage) == len(MODELS)
     assert (leakage[["test_synthetic", "test_patients_seen", "test_images_seen_by_ddpm"]]
             == 0).all().all()
     assert "leaky</b>" not in (demo_run / "results/report/index.html").read_text()
+
+
+@pytest.mark.integration
+def test_every_arm_trains_on_what_it_says_and_reaches_the_report(demo_run):
+    """Control arms end to end: each composition.csv holds what its arm promises, every arm of
+    the split makes scenario 0's updates (budget steps), and the report compares them."""
+    w = demo_run
+    split = pd.read_csv(w / "results/splits/split0.csv", dtype=str)
+    train_ids = set(split.loc[split["subset"] == "train", "image_id"])
+    held = split[split["subset"] != "train"].sort_values("image_id")
+    steps = {}
+    for model in MODELS:
+        run = w / f"results/classifier/mobilenetv3_small_050/{model}/split0"
+        comp = pd.read_csv(run / "composition.csv", dtype=str, keep_default_na=False)
+        train = comp[comp["subset"] == "train"]
+        rest = comp[comp["subset"] != "train"].sort_values("image_id")
+        assert list(rest["image_id"]) == list(held["image_id"])  # val and test untouched
+        assert set(rest["kind"]) == {"real"}
+        kinds = train["kind"].value_counts().to_dict()
+        expected = {"synth0": {"real": len(train_ids)},
+                    "synth8": {"real": len(train_ids), "synthetic": 8},
+                    "dup8": {"real": len(train_ids), "duplicate": 8},
+                    "aug8": {"real": len(train_ids), "augmented": 8},
+                    "synthonly8": {"synthetic": 8}}.get(model)
+        if expected:
+            assert kinds == expected, model
+            extra = train[train["kind"].isin(["duplicate", "augmented", "synthetic"])]
+            assert (extra.groupby("label").size() == 4).all()  # 8 over 2 labels
+        else:  # real50: about half the training images, whole patients
+            assert set(train["image_id"]) < train_ids and kinds == {"real": len(train)}
+        assert set(train.loc[train["kind"].isin(["duplicate", "augmented"]), "source_image"]) \
+            <= train_ids
+        steps[model] = list(pd.read_csv(run / "history.csv")["step"])
+    assert len({tuple(v) for v in steps.values()}) == 1, steps  # the same updates for every arm
+    augmented = pd.read_csv(w / "results/augmented/split0/normal/index.csv", dtype=str)
+    assert len(augmented) == 4 and set(augmented["source_image"]) <= train_ids
+
+    controls = pd.read_csv(w / "results/report/controls.csv")
+    assert {"dup", "aug", "synthonly", "real", "synth"} <= set(controls["arm"])
+    assert {"synth0", "dup8", "aug8"} <= set(controls["versus"].dropna())
+    assert (w / "results/report/real_equivalents.csv").exists()
+    page = (w / "results/report/index.html").read_text()
+    assert page.index("<h2>Scenarios") < page.index("Is it the synthetic images?")
+    long = pd.read_csv(w / "results/report/metrics.csv")
+    assert set(zip(long["arm"], long["n"])) == {
+        ("synth", 0), ("synth", 8), ("dup", 8), ("aug", 8), ("synthonly", 8), ("real", 50)}
 
 
 @pytest.mark.integration
@@ -204,7 +255,7 @@ def test_report_html_embeds_every_figure(demo_run):
     figures = sorted(p.name for p in (report / "figures").glob("*.png"))
     kinds = {name.split("-")[0] for name in figures}
     assert kinds == {"scenarios", "curves", "checkpoints", "roc", "confusion", "samples",
-                     "memorization", "pairs"}
+                     "memorization", "pairs", "controls"}
 
     class Page(HTMLParser):
         images, captions, tags = [], [], []
@@ -284,7 +335,7 @@ def test_paper_protocol_reproduces_the_leaks_and_flags_them(tmp_path):
     assert set(split["subset"]) == {"train", "test"}
     assert (split["subset"] == "test").sum() == round(0.25 * len(manifest))
 
-    leakage = pd.read_csv(w / "report/leakage.csv").set_index("synth")
+    leakage = pd.read_csv(w / "report/leakage.csv").set_index("n")
     for n in (0, 8):
         run_dir = w / f"classifier/mobilenetv3_small_050/synth{n}/split0"
         comp = pd.read_csv(run_dir / "composition.csv", dtype={"image_id": str})

@@ -29,6 +29,8 @@ if config["report"]["primary_metric"] in ("sensitivity", "specificity") and len(
 SPLITS = config["splits"]["ids"]
 ARCHS = config["classifier"]["archs"]
 SCENARIOS = config["scenarios"]
+CONTROLS = config["controls"]
+REAL_FRACTIONS = config["real_fractions"]
 CHECKPOINTS = config["classifier"]["checkpoints"]
 PAPER = config["protocol"] == "paper"
 # The split(s) the DDPMs train on: each split's training images, or (paper) every real image.
@@ -51,6 +53,18 @@ for n in SCENARIOS:
             f"config scenarios: {n} synthetic images cannot be split evenly over "
             f"{len(LABELS)} labels ({', '.join(LABELS)}); use multiples of {len(LABELS)}"
         )
+
+if (CONTROLS or REAL_FRACTIONS) and PAPER:
+    raise WorkflowError(
+        "config controls / real_fractions: control arms need protocol rigorous (under paper "
+        "every arm would re-split its images, so no two arms share a test set); set controls: "
+        "[] and real_fractions: [], or protocol: rigorous"
+    )
+if CONTROLS and max(SCENARIOS) == 0:
+    raise WorkflowError(
+        "config controls: control arms run at the non-zero n of scenarios, and there is none; "
+        "add one to scenarios (e.g. [0, 100]) or set controls: []"
+    )
 
 if config["classifier"]["monitor"] == "val_loss" and not config["splits"]["val_fraction"]:
     raise WorkflowError(
@@ -137,12 +151,18 @@ wildcard_constraints:
     model="|".join(LABELS + [CLASS_MODEL]),
     shard=r"\d+",
     n=r"\d+",
+    arm="synthonly|synth|dup|aug|real",
     arch=r"[A-Za-z0-9_.\-]+",
     ckpt="last|best",
 
 
 def per_label(n):
     return int(n) // len(LABELS)
+
+
+def augmented_per_label():
+    """Augmented copies made per label and split: enough for the largest aug{n}."""
+    return per_label(max(SCENARIOS))
 
 
 def synthetic_per_label():
@@ -200,17 +220,27 @@ def repool(wildcards):
     )
 
 
-def synthetic_shards(wildcards):
-    """The shard folders scenario synth{n} draws its first n / len(LABELS) images per label from."""
-    return {
-        label: expand(
-            "results/synthetic/split{split}/{label}/shard{shard}",
-            split=ddpm_split(wildcards.split),
-            label=label,
-            shard=shards_for(wildcards.n),
-        )
-        for label in LABELS
-    }
+def arm_inputs(wildcards):
+    """What arm{n} of a split adds to its real images: synthetic shards (synth, synthonly),
+    augmented copies (aug), nothing (dup, real: the split's own images)."""
+    n = int(wildcards.n)
+    if wildcards.arm in ("synth", "synthonly") and n:
+        return {
+            label: expand(
+                "results/synthetic/split{split}/{label}/shard{shard}",
+                split=ddpm_split(wildcards.split),
+                label=label,
+                shard=shards_for(n),
+            )
+            for label in LABELS
+        }
+    if wildcards.arm == "aug":
+        return {
+            "augmented": expand(
+                "results/augmented/split{split}/{label}", split=wildcards.split, label=LABELS
+            )
+        }
+    return {}
 
 
 def quality_inputs(wildcards):
@@ -231,21 +261,29 @@ def quality_reports():
     return expand("results/quality/split{split}/{label}.json", split=DDPM_SPLITS, label=LABELS)
 
 
-# One evaluation per arch x scenario x split x checkpoint: the report's rows.
+# The arms (README "Is it the synthetic images?"): scenarios synth{n}, the control arms at every
+# non-zero n, the real-data learning curve real{p}.
+ARMS = (
+    [("synth", n) for n in SCENARIOS]
+    + [(arm, n) for arm in CONTROLS for n in SCENARIOS if n]
+    + [("real", p) for p in REAL_FRACTIONS]
+)
+
+# One evaluation per arch x arm x split x checkpoint: the report's rows.
 GRID = [
-    dict(arch=a, synth=n, split=s, ckpt=c)
+    dict(arch=a, arm=arm, n=n, split=s, ckpt=c)
     for a in ARCHS
-    for n in SCENARIOS
+    for arm, n in ARMS
     for s in SPLITS
     for c in CHECKPOINTS
 ]
 
 
-# One model per arch x scenario x split; composition.csv lists the images it saw.
+# One model per arch x arm x split; composition.csv lists the images it saw.
 MODELS = [
-    dict(arch=a, synth=n, split=s, ddpm_split=ddpm_split(s))
+    dict(arch=a, arm=arm, n=n, split=s, ddpm_split=ddpm_split(s))
     for a in ARCHS
-    for n in SCENARIOS
+    for arm, n in ARMS
     for s in SPLITS
 ]
 
@@ -270,7 +308,7 @@ def evaluations(kind="eval", ext="json"):
     """One file per GRID entry: eval_{ckpt}.json, or (kind="predictions", ext="csv") the
     predictions."""
     return [
-        f"results/classifier/{g['arch']}/synth{g['synth']}/split{g['split']}/"
+        f"results/classifier/{g['arch']}/{g['arm']}{g['n']}/split{g['split']}/"
         f"{kind}_{g['ckpt']}.{ext}"
         for g in GRID
     ]
@@ -279,6 +317,6 @@ def evaluations(kind="eval", ext="json"):
 def model_files(name):
     """One file per model (MODELS order): composition.csv, history.csv, ..."""
     return [
-        f"results/classifier/{m['arch']}/synth{m['synth']}/split{m['split']}/{name}"
+        f"results/classifier/{m['arch']}/{m['arm']}{m['n']}/split{m['split']}/{name}"
         for m in MODELS
     ]

@@ -16,6 +16,12 @@ CAPTIONS = {
                  "fraction; numbers: images).",
     "samples": "Real training images (top) and synthetic images (bottom) of one label, same "
                "preprocessing and size (paper 000's Table 2).",
+    "controls": "Control arms (best weights). Left: the primary metric against the number of "
+                "images added (synthetic, duplicated real, augmented real) or used alone "
+                "(synthetic only), mean over splits with the corrected t 95% CI; n = 0 is the "
+                "real images alone. Right: the real-data learning curve (percent of the real "
+                "training images; 100 % = the real images alone) with its CI, its monotone "
+                "(isotonic) fit, and each synth n's mean as a horizontal line.",
     "memorization": "Memorization audit: each synthetic image's similarity (NCC over the breast) "
                     "to its nearest real training image against each real training image's "
                     "similarity to its nearest real image of another patient.",

@@ -1,6 +1,6 @@
 """Leakage checks, computed from the files each model was actually trained and tested on.
 
-For every model (arch x scenario x split), from its composition.csv, the manifest and the split
+For every model (arch x arm x split), from its composition.csv, the manifest and the split
 file its DDPMs trained on:
 - test_synthetic: synthetic images in the test subset;
 - test_patients_seen: patients with a real test image who also have an image in train or val;
@@ -15,8 +15,9 @@ import pandas as pd
 
 from mammosynth.errors import UserError
 
-LEAKAGE_COLUMNS = ["arch", "synth", "split", "test_images", "test_synthetic",
+LEAKAGE_COLUMNS = ["arch", "arm", "n", "split", "test_images", "test_synthetic",
                    "test_patients_seen", "test_images_seen_by_ddpm"]
+LEAK_COUNTS = LEAKAGE_COLUMNS[5:]  # must all be 0 under protocol rigorous
 
 
 def model_leakage(composition: pd.DataFrame, manifest: pd.DataFrame,
@@ -40,7 +41,7 @@ def model_leakage(composition: pd.DataFrame, manifest: pd.DataFrame,
 
 def leakage_table(models: list[dict], manifest: pd.DataFrame, ddpm_splits: dict[str, str],
                   protocol: str) -> pd.DataFrame:
-    """models: [{'arch', 'synth', 'split', 'composition', 'ddpm_split'}] -> one row per model.
+    """models: [{'arch', 'arm', 'n', 'split', 'composition', 'ddpm_split'}] -> one row per model.
 
     ddpm_splits maps a DDPM split id to its split file. Raises UserError under protocol rigorous
     if any count is not 0, naming the model's composition file.
@@ -49,10 +50,11 @@ def leakage_table(models: list[dict], manifest: pd.DataFrame, ddpm_splits: dict[
     rows = []
     for m in models:
         composition = pd.read_csv(m["composition"], dtype={"image_id": str})
-        ddpm = splits[str(m["ddpm_split"])] if int(m["synth"]) > 0 else None
-        row = {"arch": m["arch"], "synth": int(m["synth"]), "split": m["split"]}
+        uses_ddpm = m["arm"] in ("synth", "synthonly") and int(m["n"]) > 0
+        ddpm = splits[str(m["ddpm_split"])] if uses_ddpm else None
+        row = {"arch": m["arch"], "arm": m["arm"], "n": int(m["n"]), "split": m["split"]}
         row |= model_leakage(composition, manifest, ddpm)
-        leaks = {k: v for k, v in row.items() if k in LEAKAGE_COLUMNS[4:] and v}
+        leaks = {k: v for k, v in row.items() if k in LEAK_COUNTS and v}
         if protocol == "rigorous" and leaks:
             raise UserError(f"{m['composition']}: leakage under protocol rigorous ("
                             + ", ".join(f"{k} {v}" for k, v in leaks.items())

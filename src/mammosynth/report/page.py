@@ -17,14 +17,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mammosynth.report import confounds, figures, realism, stats
-from mammosynth.report.leakage import LEAKAGE_COLUMNS
+from mammosynth.report import confounds, controls, figures, realism, stats
+from mammosynth.report.leakage import LEAK_COUNTS
 from mammosynth.report.published import PUBLISHED
 from mammosynth.classify.evaluate import positive_index
 from mammosynth.report.tables import (QUALITY_COLUMNS, checkpoint_markdown, checkpoint_metrics,
                                       checkpoint_table, collect, data_table, from_predictions,
                                       holm_family, quality_table, scenario_markdown,
-                                      scenario_metrics, scenario_table)
+                                      scenario_metrics, scenario_table, scenarios_only)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:78em;margin:2em auto;padding:0 1em;color:#222}
@@ -207,6 +207,8 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     out = Path(out_dir)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
+    for old in fig_dir.glob("*.png"):
+        old.unlink()
     protocol, cfg = config["protocol"], config["classifier"]
     published = PUBLISHED.get(config["report"]["published"] or "")
     seed = config["seed"]
@@ -214,9 +216,19 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     positive = positive_index(labels, config["labels"]["positive"])
     primary = stats.primary_metric(config["report"], labels)
     ratio, k = stats.nb_ratio(splits), len(config["splits"]["ids"])
-    long = collect([dict(g, path=p) for g, p in zip(grid, evals)])
-    preds = {(g["arch"], g["synth"], g["split"], g["ckpt"]): pd.read_csv(p, dtype={"image_id": str})
-             for g, p in zip(grid, predictions)}
+    grid, models = [_arm_keys(g) for g in grid], [_arm_keys(m) for m in models]
+    every = collect([dict(g, path=p) for g, p in zip(grid, evals)])  # every arm
+    every_preds = {(g["arch"], g["arm"], g["n"], g["split"], g["ckpt"]):
+                   pd.read_csv(p, dtype={"image_id": str}) for g, p in zip(grid, predictions)}
+    # the scenarios (arm synth), keyed by their n as `synth`
+    long = scenarios_only(every)
+    preds = {(a, n, s, c): p for (a, arm, n, s, c), p in every_preds.items() if arm == "synth"}
+    scenario_evals = [(dict(g, synth=g["n"]), p) for g, p in zip(grid, evals)
+                      if g["arm"] == "synth"]
+    n_train = {s: int((split["subset"] == "train").sum()) for s, split in splits.items()}
+    controls_html, control_tables, control_figs = controls.section(
+        every, labels, n_train, ratio=ratio, primary=primary, positive=positive,
+        fig_dir=fig_dir)
     realism_html, verdicts = realism.section(quality)
     set_verdicts = realism.set_verdicts(verdicts)
     scen = scenario_table(long, labels, published, set_verdicts, protocol, ratio=ratio,
@@ -226,20 +238,25 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     confounds_html, confound_tables = confounds.section(manifest, splits, preds, labels,
                                                         positive)
     # protocol paper: its test sets hold synthetic images; the same tables on the real ones
-    long_real = from_predictions(grid, preds, long, labels, positive) if protocol == "paper" \
-        else None
+    long_real = (from_predictions([g for g, _ in scenario_evals], preds, long, labels, positive)
+                 if protocol == "paper" else None)
     scen_real = (scenario_table(long_real, labels, published, set_verdicts, protocol,
                                 ratio=ratio, primary=primary, positive=positive)
                  if long_real is not None else None)
     data = data_table(manifest, splits)
-    synthetic = pd.DataFrame([{"arch": m["arch"], "synth": m["synth"], "split": m["split"],
+    synthetic = pd.DataFrame([{"arch": m["arch"], "arm": m["arm"], "n": m["n"],
+                               "split": m["split"],
                                **pd.read_csv(m["composition"]).groupby("subset")["synthetic"]
                                .sum().astype(int).reindex(["train", "val", "test"], fill_value=0)
                                .add_prefix("synthetic_").to_dict()} for m in models])
     qual = quality_table(quality) if quality else pd.DataFrame(columns=QUALITY_COLUMNS)
     rejected = manifest[manifest["status"] == "rejected"][["image_id", "source", "reason"]]
 
-    long.to_csv(out / "metrics.csv", index=False, na_rep="NaN")
+    every.to_csv(out / "metrics.csv", index=False, na_rep="NaN")
+    for name in controls.TABLES:
+        (out / name).unlink(missing_ok=True)
+    for name, frame in control_tables.items():
+        frame.to_csv(out / name, index=False, na_rep="NaN")
     scen.to_csv(out / "scenario.csv", index=False, na_rep="NaN")
     metrics_shown = [m for m in scenario_metrics(labels) if len(labels) == 2 or
                      not any(m.startswith(f"{label}_") for label in labels)]
@@ -265,12 +282,10 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
     _write(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     # ---------------------------------------------------------------- figures
-    for old in fig_dir.glob("*.png"):
-        old.unlink()
     figs = [figures.scenarios(scen, fig_dir / "scenarios-all.png")]
     for arch in sorted(long["arch"].unique()):
-        hist = {(m["synth"], m["split"]): pd.read_csv(m["history"])
-                for m in models if m["arch"] == arch}
+        hist = {(m["n"], m["split"]): pd.read_csv(m["history"])
+                for m in models if m["arch"] == arch and m["arm"] == "synth"}
         figs.append(figures.curves(hist, arch, fig_dir / f"curves-{arch}.png"))
         figs.append(figures.checkpoints(long, arch, fig_dir / f"checkpoints-{arch}.png"))
         pooled = {synth: pd.concat([p for (a, s, _, c), p in preds.items()
@@ -278,7 +293,7 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
                   for synth in sorted(long["synth"].unique())}
         figs.append(figures.roc(pooled, arch, labels, fig_dir / f"roc-{arch}.png", positive))
         matrices = {}
-        for g, p in zip(grid, evals):
+        for g, p in scenario_evals:
             if g["arch"] == arch:
                 with open(p) as f:
                     cm = pd.DataFrame(json.load(f)["confusion_matrix"])
@@ -286,6 +301,7 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
                 matrices[key] = cm if key not in matrices else matrices[key] + cm
         figs.append(figures.confusion({k: v.values.tolist() for k, v in matrices.items()}, arch,
                                       labels, fig_dir / f"confusion-{arch}.png"))
+    figs += control_figs
     for label, (real, synth) in samples.items():
         figs.append(figures.samples(real, synth, label, fig_dir / f"samples-{label}.png"))
     for path in map(Path, quality_figures):  # results/quality/split{s}/{label}_{nn,pairs}.png
@@ -294,7 +310,7 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         figs.append(Path(shutil.copyfile(path, fig_dir / f"{name}-{path.parent.name}-{label}.png")))
 
     # ---------------------------------------------------------------- page
-    leaks = leakage[LEAKAGE_COLUMNS[4:]].to_numpy().sum() if len(leakage) else 0
+    leaks = leakage[LEAK_COUNTS].to_numpy().sum() if len(leakage) else 0
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mammosynth report</title>",
         f"<style>{STYLE}</style></head><body>",
@@ -348,6 +364,7 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
         "" if scen_real is None else
         "<h3>The same, on the real test images only (<code>scenario_real_test.csv</code>)</h3>"
         + _markdown_html(scenario_markdown(scen_real, metrics_shown, primary)),
+        controls_html,
         "<h2>Checkpoints: do best weights beat the last ones?</h2>",
         f"<p>Per classifier: last vs best weights ({', '.join(checkpoint_metrics(labels))}); the "
         "difference best - last, paired by split (both are tested on the same images), with its "
@@ -375,6 +392,14 @@ def build_report(out_dir: str | Path, *, grid: list[dict], evals: list[str],
                     f"{html.escape(figures.CAPTIONS[kind])}</figcaption></figure>")
     page.append("</body></html>")
     _write(out / "index.html", "\n".join(page))
+
+
+def _arm_keys(entry: dict) -> dict:
+    """A grid or model entry with `arm` and `n`; a scenario-only entry's `synth` is synth{n}."""
+    if "arm" in entry:
+        return entry
+    out = {k: v for k, v in entry.items() if k != "synth"}
+    return out | {"arm": "synth", "n": entry["synth"]}
 
 
 def _td(cell: str) -> str:

@@ -26,14 +26,25 @@ def flatten(result: dict) -> dict:
     return row
 
 
+KEYS = ("arch", "arm", "n", "synth", "split", "ckpt")
+
+
 def collect(evals: list[dict]) -> pd.DataFrame:
-    """evals: [{'arch', 'synth', 'split', 'ckpt', 'path'}] -> one row per evaluation."""
+    """evals: [{'arch', 'arm', 'n', 'split', 'ckpt', 'path'}] (or the scenarios' 'synth' for
+    'arm', 'n') -> one row per evaluation."""
     rows = []
     for e in evals:
         with open(e["path"]) as f:
             result = json.load(f)
-        rows.append({k: e[k] for k in ("arch", "synth", "split", "ckpt")} | flatten(result))
-    return pd.DataFrame(rows).sort_values(["arch", "synth", "ckpt", "split"], ignore_index=True)
+        rows.append({k: e[k] for k in KEYS if k in e} | flatten(result))
+    keys = [k for k in KEYS if k in rows[0] and k != "split"] + ["split"]
+    return pd.DataFrame(rows).sort_values(keys, ignore_index=True)
+
+
+def scenarios_only(long: pd.DataFrame) -> pd.DataFrame:
+    """The scenario rows (arm synth) of an all-arms table, with their n as column `synth`."""
+    return long[long["arm"] == "synth"].drop(columns="arm").rename(columns={"n": "synth"}) \
+        .reset_index(drop=True)
 
 
 SCENARIO_COLUMNS = ["arch", "synth", "ckpt", "metric", "splits", "mean", "sd", "ci_low",
