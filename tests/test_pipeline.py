@@ -483,7 +483,9 @@ def test_config_typo_names_the_key(tmp_path):
 @pytest.mark.integration
 def test_sutjiadi2025_preset_lists_the_paper_grid(tmp_path):
     """The preset validates and describes paper 000 at full scale: 5 splits x 2 labels DDPMs,
-    250 images per label in shards of 50, 4 scenarios, last and best weights."""
+    250 images per label in shards of 50, 4 scenarios, last and best weights; and its controls:
+    dup, aug and synthonly at n = 100 / 250 / 500 plus real 25 / 50 / 75 % (12 more classifiers
+    per split), the augmented copies per split and label."""
     from mammosynth.datasets.phantom import write_phantom
 
     root = tmp_path / "INbreast Release 1.0"
@@ -494,9 +496,12 @@ def test_sutjiadi2025_preset_lists_the_paper_grid(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
     assert {k: int(counts[k]) for k in ("split", "train_ddpm", "sample_shard", "quality",
-                                        "train_classifier", "evaluate")} == {
+                                        "train_classifier", "evaluate", "augment")} == {
         "split": 5, "train_ddpm": 10, "sample_shard": 50, "quality": 10,
-        "train_classifier": 20, "evaluate": 40}
+        "train_classifier": 5 * (4 + 3 * 3 + 3), "evaluate": 2 * 5 * (4 + 3 * 3 + 3),
+        "augment": 10}
+    for model in ("synth500", "dup500", "aug100", "synthonly250", "real25"):
+        assert f"results/classifier/tf_efficientnetv2_l/{model}/split4" in run.stdout
 
 
 def pretend_pretrained(workdir: Path, preset: dict) -> None:

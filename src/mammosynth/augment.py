@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch
 
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import read_png, write_png
+from mammosynth.runtime import publish_folder
 
 ROTATION = 10.0  # degrees, either way
 SCALE = (0.9, 1.1)
@@ -142,12 +142,7 @@ def write_augmented(sources: list[tuple[str, str]], out_dir: str | Path, seed: i
         write_png(tmp / name, copy)
         rows.append({"index": i, "source_image": source, "file": name, "seed": s}
                     | params)
-    with open(tmp / "index.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    publish_folder(tmp, out_dir, rows, INDEX_COLUMNS)
 
 
 def read_augmented(folder: str | Path) -> list[tuple[str, str]]:

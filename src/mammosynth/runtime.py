@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -54,3 +56,15 @@ def load_resume(path: Path, key: str, map_location=None,
     log.warning("%s was written for a different config or inputs: training starts afresh "
                 "(the old state is moved to %s)", path, stale.name)
     return None
+
+
+def publish_folder(tmp: Path, out_dir: Path, rows: list[dict], columns: list[str]) -> None:
+    """Finish a folder of images built in `tmp`: its index.csv (`rows`, `columns`) written
+    last, then the folder moved to `out_dir` in one step (replacing an older one), so a folder
+    with an index is always complete."""
+    with open(Path(tmp) / "index.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)

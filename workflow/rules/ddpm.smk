@@ -11,6 +11,8 @@ rule train_ddpm:
         labels=ddpm_labels,
         seed=ddpm_seed,
         checkpoint="results/ddpm/split{split}/{model}.resume.pt",
+    # the longest jobs, at the head of every synthetic arm's path: start them first
+    priority: 10
     log:
         "logs/train_ddpm/split{split}/{model}.log",
     benchmark:

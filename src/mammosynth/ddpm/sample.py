@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from mammosynth.ddpm import n_shards, shard_range  # noqa: F401  (re-exported)
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
-from mammosynth.runtime import device
+from mammosynth.runtime import device, publish_folder
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")
 MODEL_INFO = "mammosynth.json"  # in a pipeline folder: conditioning, labels, null class
@@ -182,12 +181,7 @@ def sample_shard(pipeline_dir: str | Path, out_dir: str | Path, *, seed: int, sp
             rows.append({"image": name, "index": i, "seed": s, "scheduler": scheduler,
                          "steps": steps, "guidance_scale": guidance_scale if conditional else "",
                          "model_hash": digest, "postprocess": done})
-    with open(tmp / "index.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    publish_folder(tmp, out_dir, rows, INDEX_COLUMNS)
 
 
 def read_shards(shard_dirs: list[str | Path]) -> list[tuple[int, Path]]:
