@@ -289,19 +289,22 @@ def test_leakage_check_fails_on_the_demo_files_with_a_planted_shared_patient(dem
 
     w = demo_run / "results"
     manifest = pd.read_csv(w / "data/manifest.csv", dtype=str, keep_default_na=False)
-    model = {"arch": "mobilenetv3_small_050", "synth": 8, "split": 0, "ddpm_split": 0,
-             "composition": str(w / "classifier/mobilenetv3_small_050/synth8/split0/"
-                                "composition.csv")}
     ddpm = {0: str(w / "splits/split0.csv")}
-    assert leakage_table([model], manifest, ddpm, "rigorous")["test_patients_seen"].eq(0).all()
-    comp = pd.read_csv(model["composition"], dtype={"image_id": str})
-    test_id = comp.loc[comp["subset"] == "test", "image_id"].iloc[0]
-    train_id = comp.loc[(comp["subset"] == "train") & ~comp["synthetic"], "image_id"].iloc[0]
-    planted = manifest.copy()
-    planted.loc[planted["image_id"] == train_id, "patient_id"] = \
-        planted.loc[planted["image_id"] == test_id, "patient_id"].iloc[0]
-    with pytest.raises(UserError, match="test_patients_seen 1"):
-        leakage_table([model], planted, ddpm, "rigorous")
+    for arm in ("synth", "dup"):  # a scenario and a control arm
+        model = {"arch": "mobilenetv3_small_050", "arm": arm, "n": 8, "split": 0,
+                 "ddpm_split": 0, "composition": str(
+                     w / f"classifier/mobilenetv3_small_050/{arm}8/split0/composition.csv")}
+        assert leakage_table([model], manifest, ddpm, "rigorous")["test_patients_seen"] \
+            .eq(0).all()
+        comp = pd.read_csv(model["composition"], dtype={"image_id": str})
+        test_id = comp.loc[comp["subset"] == "test", "image_id"].iloc[0]
+        train_id = comp.loc[(comp["subset"] == "train") & (comp["kind"] == "real"),
+                            "image_id"].iloc[0]
+        planted = manifest.copy()
+        planted.loc[planted["image_id"] == train_id, "patient_id"] = \
+            planted.loc[planted["image_id"] == test_id, "patient_id"].iloc[0]
+        with pytest.raises(UserError, match="test_patients_seen 1"):
+            leakage_table([model], planted, ddpm, "rigorous")
 
 
 @pytest.mark.integration
