@@ -183,3 +183,28 @@ def test_user_errors(tmp_path):
     index.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # copy 0 lost
     with pytest.raises(UserError, match="0..n-1"):
         read_augmented(tmp_path / "out")
+
+
+def test_augment_split_copies_the_dup_draws_that_compose_accepts(tmp_path, image):
+    """The rule's whole job: the split's dup draws of a label, augmented; aug{n} accepts them."""
+    import pandas as pd
+
+    from mammosynth.augment import augment_split
+    from mammosynth.classify.data import compose
+
+    rows = []
+    for i in range(12):
+        path = tmp_path / f"img{i}.png"
+        write_png(path, image)
+        rows.append({"image_id": f"i{i}", "patient_id": f"p{i}", "label": ["a", "b"][i % 2],
+                     "status": "ok", "image_path": str(path)})
+    manifest = pd.DataFrame(rows)
+    split = pd.DataFrame({"image_id": manifest["image_id"],
+                          "subset": ["train"] * 8 + ["val"] * 2 + ["test"] * 2})
+    for label in ("a", "b"):
+        augment_split(manifest, split, label, 3, 7, ["a", "b"], tmp_path / f"aug-{label}")
+    augmented = {label: read_augmented(tmp_path / f"aug-{label}") for label in ("a", "b")}
+    subsets = compose(manifest, split, {}, 6, ["a", "b"], arm="aug", augmented=augmented, seed=7)
+    copies = subsets["train"][subsets["train"]["kind"] == "augmented"]
+    assert len(copies) == 6 and set(copies["source_image"]) <= set(split["image_id"][:8])
+    assert read_png(augmented["a"][0][1]).shape == image.shape

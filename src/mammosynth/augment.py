@@ -145,6 +145,21 @@ def write_augmented(sources: list[tuple[str, str]], out_dir: str | Path, seed: i
     publish_folder(tmp, out_dir, rows, INDEX_COLUMNS)
 
 
+def augment_split(manifest, split, label: str, total: int, seed: int, labels: list[str],
+                  out_dir: str | Path) -> None:
+    """Rule augment: the `total` copies of `label` that aug{n} uses - the split's dup draws
+    (classify.data.control_draws, seeded like dup), each label's copies with their own
+    augmentation seeds - written to out_dir."""
+    from mammosynth.classify.data import control_draws, real_images
+
+    frame = real_images(manifest, split)
+    train = frame[frame["subset"] == "train"]
+    paths = train.set_index("image_id")["path"]
+    draws = control_draws(train, label, total, seed, labels)
+    write_augmented([(image_id, paths[image_id]) for image_id in draws], out_dir,
+                    seed=copy_seed(seed, label))
+
+
 def read_augmented(folder: str | Path) -> list[tuple[str, str]]:
     """(source image_id, png path) of every copy in an augmented folder, in index order."""
     folder = Path(folder)
