@@ -46,6 +46,7 @@ import pandas as pd
 import mammosynth  # noqa: F401  (torchvision fix before timm)
 import torch
 
+from mammosynth import layout
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
 from mammosynth.classify.train import predict, train_classifier
@@ -208,8 +209,10 @@ def main() -> None:
             peaks["plain_train"] = torch.cuda.max_memory_allocated() / 2**20
             torch.cuda.reset_peak_memory_stats()
         out = tmp / "model"
-        train_classifier(subsets, out, arch=args.arch, labels=LABELS, cfg=trainer_cfg(args),
-                         seed=0)
+        train_classifier(subsets, last=out / layout.weights_file("last"),
+                         best=out / layout.weights_file("best"), history=out / layout.HISTORY,
+                         resume=out / layout.CLASSIFIER_RESUME, arch=args.arch, labels=LABELS,
+                         cfg=trainer_cfg(args), seed=0)
         if dev.type == "cuda":  # the trainer picks its own device: say which one it used
             peaks["ours_train"] = torch.cuda.max_memory_allocated() / 2**20
             result["train_device_ours"] = "cuda" if peaks["ours_train"] else "cpu"

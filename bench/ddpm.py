@@ -10,7 +10,7 @@ trainer_speed (--part trainer)
     step in the style of diffusers' examples/unconditional_image_generation/train_unconditional.py
     (batch draw, `add_noise`, the same target - v or epsilon - and min-SNR weights from
     `loss_weights`, backward, `clip_grad_norm_`, AdamW step, LR-schedule step, `zero_grad`, EMA
-    step, `loss.item()`; fp32, torch's default AdamW, no channels_last, no checkpoints), on random
+    step, `loss.item()`; fp32, torch's default AdamW, no channels_last, no resume state), on random
     images, for two setups: `demo` (config/config.yaml's U-Net, image size, batch size and
     conditioning) and `train_unconditional` (the U-Net that script builds - block_out_channels
     128,128,256,256,512,512, two layers per block, attention at the fifth level - at 64 px, one
@@ -96,6 +96,7 @@ import mammosynth  # noqa: F401  (torchvision fix before diffusers)
 import torch
 import torch.nn.functional as F
 
+from mammosynth import layout
 from mammosynth.config import validate
 from mammosynth.ddpm.sample import SAMPLER_SETTINGS, read_shards, sample_shard
 from mammosynth.ddpm.train import build_scheduler, build_unet, load_images, loss_weights, train_ddpm
@@ -121,7 +122,7 @@ BEFORE = {
         "image_size": 32, "block_out_channels": [16, 32, 64],
         "attention_levels": [False, False, True], "layers_per_block": 1,
         "steps": 250, "batch_size": 16, "lr": 1.0e-3, "warmup_steps": 30, "ema_decay": 0.99,
-        "log_every": 25, "checkpoint_every": 100,
+        "log_every": 25, "resume_every": 100,
     },
     "sampling": {"scheduler": "ddim", "steps": 20, "shard_size": 16},
 }
@@ -228,7 +229,8 @@ class Data:
 
         from mammosynth.classify.data import compose
         from mammosynth.classify.train import train_classifier
-        from mammosynth.datasets import ingest
+        from mammosynth.datasets import source_roots
+        from mammosynth.datasets.ingest import ingest
         from mammosynth.datasets.phantom import write_phantom
         from mammosynth.imaging.pipeline import preprocess_table
         from mammosynth.labels import label_names
@@ -240,7 +242,7 @@ class Data:
         dataset = {**demo["dataset"], "format": "phantom", "root": str(root)}
         table = ingest(dataset, demo["labels"])
         self.size = demo["preprocess"]["size"]
-        manifest = preprocess_table(table, root, work / "images", size=self.size, workers=1,
+        manifest = preprocess_table(table, source_roots(dataset), work / "images", size=self.size, workers=1,
                                     on_bad_image=dataset["on_bad_image"])
         # through CSV and back, as the workflow's scripts read them
         manifest.to_csv(work / "manifest.csv", index=False)
@@ -265,9 +267,12 @@ class Data:
         subsets = compose(manifest, split, {}, 0, self.labels)
         folder = work / "classifier" / arch / "synth0" / "split0"
         log.info("scenario-0 classifier %s, %d epochs", arch, self.classifier_cfg["epochs"])
-        train_classifier(subsets, folder, arch=arch, labels=self.labels,
+        train_classifier(subsets, last=folder / layout.weights_file("last"),
+                         best=folder / layout.weights_file("best"),
+                         history=folder / layout.HISTORY,
+                         resume=folder / layout.CLASSIFIER_RESUME, arch=arch, labels=self.labels,
                          cfg=self.classifier_cfg, seed=demo["seed"] + 0)
-        self.classifier = str(folder / "best.safetensors")
+        self.classifier = str(folder / layout.weights_file("best"))
         test = subsets["test"]
         self.test = {k: test[(test["label"] == k) & ~test["synthetic"]]["path"].tolist()
                      for k in self.labels}
@@ -298,7 +303,7 @@ def train_recipe(recipe: dict, steps: int, data: Data, out: Path, seed: int) -> 
     for name, (images, model_seed) in jobs.items():
         log.info("train_ddpm %s: %d steps", out / name, steps)
         start = time.perf_counter()
-        train_ddpm(images, out / name, cfg, seed=model_seed, checkpoint=out / f"{name}.resume.pt",
+        train_ddpm(images, out / name, cfg, seed=model_seed, resume=out / f"{name}.resume.pt",
                    sampling=recipe["sampling"], size=data.size)
         seconds[name] = time.perf_counter() - start
     models = {k: out / ("all-labels" if "all-labels" in jobs else k) for k in labels}
@@ -544,11 +549,11 @@ def ours(paths: dict, cfg: dict, warmup: int, timed: int, work: Path) -> tuple[f
     history.csv, wall seconds of the whole call)."""
     import csv
 
-    run_cfg = dict(cfg, steps=warmup + timed, log_every=warmup, checkpoint_every=10**9,
+    run_cfg = dict(cfg, steps=warmup + timed, log_every=warmup, resume_every=10**9,
                    grid_images=0)
     out = work / "ours"
     start = time.perf_counter()
-    train_ddpm(paths, out, run_cfg, seed=0, checkpoint=work / "ours.resume.pt")
+    train_ddpm(paths, out, run_cfg, seed=0, resume=work / "ours.resume.pt")
     wall = time.perf_counter() - start
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -747,7 +752,7 @@ def main() -> None:
                     "budgets": budgets, "samplers": [f"{n}:{s}" for n, s in specs],
                     "overrides": "steps_to_green / samplers train with ddpm.steps = the budget "
                                  "and ddpm.grid_images = 0 (no sample grid); trainer_speed "
-                                 "with steps = warm-up + timed, no checkpoints, no grid",
+                                 "with steps = warm-up + timed, no resume states, no grid",
                     "images_per_label": n_images, "rounds": rounds,
                     "trainer_steps": trainer_steps},
     }

@@ -1,4 +1,4 @@
-"""The classifier trainer's checkpoint logic: best vs last, early stopping, resume after a kill,
+"""The classifier trainer: best vs last weights, early stopping, resume after a kill,
 frozen backbone, augmentation, the training budget (epochs or steps). Tiny real timm models on
 tiny real PNGs."""
 
@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from mammosynth import layout, runtime
 from mammosynth.classify.model import load_weights
 from mammosynth.classify.train import (augment, batches_per_epoch, monitored_loss,
                                        train_classifier)
@@ -49,6 +51,13 @@ def cfg(**overrides):
     return base | overrides
 
 
+def outputs(out) -> dict[str, Path]:
+    """train_classifier's files in folder `out`, named as the workflow names them."""
+    out = Path(out)
+    return {"last": out / layout.weights_file("last"), "best": out / layout.weights_file("best"),
+            "history": out / layout.HISTORY, "resume": out / layout.CLASSIFIER_RESUME}
+
+
 @pytest.fixture
 def data(tmp_path):
     return {"train": frame(tmp_path / "train", 12), "val": frame(tmp_path / "val", 6, seed=1)}
@@ -62,7 +71,8 @@ def test_best_differs_from_last_when_val_loss_rises(tmp_path):
     # validation labels are the reverse of training's: learning the task makes val loss rise
     subsets = {"train": frame(tmp_path / "t", 12),
                "val": frame(tmp_path / "v", 6, flip_labels=True, seed=1)}
-    train_classifier(subsets, tmp_path / "out", arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+    train_classifier(subsets, **outputs(tmp_path / "out"),
+                     arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
     h = history(tmp_path / "out")
     best_epoch = int(h.loc[h["val_loss"].idxmin(), "epoch"])
     assert best_epoch < len(h) and list(h["best"]) == list(h["val_loss"] == h["val_loss"].cummin())
@@ -77,7 +87,7 @@ def test_best_differs_from_last_when_val_loss_rises(tmp_path):
 def test_early_stopping_stops(tmp_path):
     subsets = {"train": frame(tmp_path / "t", 12),
                "val": frame(tmp_path / "v", 6, flip_labels=True, seed=1)}
-    train_classifier(subsets, tmp_path / "out", arch=ARCH, labels=LABELS,
+    train_classifier(subsets, **outputs(tmp_path / "out"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=30, patience=2), seed=0)
     h = history(tmp_path / "out")
     best_epoch = int(h.loc[h["val_loss"].idxmin(), "epoch"])
@@ -89,7 +99,8 @@ def test_resume_after_kill_continues_and_matches(tmp_path, data, budget):
     # budget steps: 2 updates a round, 3 batches a permutation - most rounds end inside one
     updates = {"epochs": None, "steps": 2}[budget]
     config = cfg(budget=budget)
-    train_classifier(data, tmp_path / "whole", arch=ARCH, labels=LABELS, cfg=config, seed=0,
+    train_classifier(data, **outputs(tmp_path / "whole"),
+                     arch=ARCH, labels=LABELS, cfg=config, seed=0,
                      updates_per_epoch=updates)
 
     # a real kill -9 in the middle of training, then a re-run of the same call
@@ -100,7 +111,8 @@ def test_resume_after_kill_continues_and_matches(tmp_path, data, budget):
         "import mammosynth, pandas as pd, torch; torch.set_num_threads(1)\n"
         "from mammosynth.classify.train import train_classifier\n"
         f"s = {{k: pd.read_csv(r'{tmp_path}/' + k + '.csv') for k in ('train', 'val')}}\n"
-        f"train_classifier(s, r'{out}', arch='{ARCH}', labels={LABELS!r}, "
+        f"train_classifier(s, **{ {k: str(v) for k, v in outputs(out).items()}!r}, "
+        f"arch='{ARCH}', labels={LABELS!r}, "
         f"cfg={cfg(epochs=60, budget=budget)!r}, seed=0, updates_per_epoch={updates})\n")
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 120
@@ -109,10 +121,10 @@ def test_resume_after_kill_continues_and_matches(tmp_path, data, budget):
     time.sleep(0.3)
     child.kill()
     child.wait()
-    assert (out / "resume.pt").exists(), "the child finished or never checkpointed"
+    assert (out / "resume.pt").exists(), "the child finished or never saved a resume state"
     (out / "last.safetensors").unlink(missing_ok=True)  # as Snakemake removes incomplete outputs
     (out / "best.safetensors").unlink(missing_ok=True)
-    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=config, seed=0,
+    train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=config, seed=0,
                      updates_per_epoch=updates)
 
     h_whole, h_resumed = history(tmp_path / "whole"), history(out)
@@ -129,7 +141,7 @@ def test_resume_after_kill_continues_and_matches(tmp_path, data, budget):
 def test_freeze_backbone_trains_the_head_only(tmp_path, data):
     import timm
 
-    train_classifier(data, tmp_path / "out", arch=ARCH, labels=LABELS,
+    train_classifier(data, **outputs(tmp_path / "out"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=2, freeze_backbone=True), seed=0)
     torch.manual_seed(0)
     init = timm.create_model(ARCH, num_classes=1, in_chans=1).state_dict()
@@ -174,7 +186,7 @@ def test_paper_002_settings_train_nasnet_mobile(tmp_path, data):
     labels = [f"birads{i}" for i in range(6)]
     subsets = {k: v.assign(y=v["y"] * 3, label=[labels[y * 3] for y in v["y"]])
                for k, v in data.items()}
-    train_classifier(subsets, tmp_path / "out", arch="nasnetamobile", labels=labels,
+    train_classifier(subsets, **outputs(tmp_path / "out"), arch="nasnetamobile", labels=labels,
                      cfg=cfg(epochs=1, in_chans=3, optimizer="adamax", freeze_backbone=True,
                              class_weights="none", image_size=64), seed=0)
     metrics, predictions = evaluate(tmp_path / "out/best.safetensors", subsets["val"])
@@ -184,12 +196,16 @@ def test_paper_002_settings_train_nasnet_mobile(tmp_path, data):
 
 
 def test_no_validation_set_needs_monitor_train_loss(tmp_path):
-    """protocol paper with splits.val_fraction 0: no val images, best = lowest training loss."""
+    """protocol paper with splits.val_fraction 0: no val images, best = lowest training loss.
+    Under monitor val_loss an empty validation set (too few images for val_fraction; config.check
+    refuses val_fraction 0) is a data error, not weights that are never "best"."""
     train = frame(tmp_path / "t", 12)
     subsets = {"train": train, "val": train.iloc[:0]}
-    with pytest.raises(UserError, match="classifier.monitor: val_loss needs validation images"):
-        train_classifier(subsets, tmp_path / "a", arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
-    train_classifier(subsets, tmp_path / "b", arch=ARCH, labels=LABELS,
+    with pytest.raises(UserError, match=f"^{ARCH}: this split has no validation images, so no "
+                                        "val_loss to pick the best weights by"):
+        train_classifier(subsets, **outputs(tmp_path / "a"),
+                         arch=ARCH, labels=LABELS, cfg=cfg(), seed=0)
+    train_classifier(subsets, **outputs(tmp_path / "b"), arch=ARCH, labels=LABELS,
                      cfg=cfg(monitor="train_loss", epochs=3), seed=0)
     h = history(tmp_path / "b")
     assert len(h) == 3 and h["val_loss"].isna().all() and h["val_acc"].isna().all()
@@ -215,7 +231,7 @@ def test_validation_loss_is_weighted_like_the_training_loss(tmp_path):
     logged = {}
     for weighting in ("balanced", "none"):
         out = tmp_path / weighting
-        train_classifier({"train": train, "val": val}, out, arch=ARCH, labels=LABELS,
+        train_classifier({"train": train, "val": val}, **outputs(out), arch=ARCH, labels=LABELS,
                          cfg=cfg(epochs=2, monitor_weighting=weighting), seed=0)
         state, meta = load_weights(out / "last.safetensors")
         assert meta["monitor_weighting"] == weighting and meta["monitor"] == "val_loss"
@@ -241,9 +257,7 @@ class _Killed(Exception):
 def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1, **kwargs):
     """Train with `config` until `epochs_done` epochs are saved in out/resume.pt, then stop as a
     killed job would (the weights Snakemake would remove are removed)."""
-    import mammosynth.classify.train as classify_train
-
-    original, saved = classify_train.save_atomic, []
+    original, saved = runtime.save_atomic, []
 
     def save_then_stop(state, path):
         original(state, path)
@@ -251,9 +265,10 @@ def _write_resume_state(monkeypatch, subsets, out, config, epochs_done=1, **kwar
         if len(saved) == epochs_done:
             raise _Killed
 
-    monkeypatch.setattr(classify_train, "save_atomic", save_then_stop)
+    monkeypatch.setattr(runtime, "save_atomic", save_then_stop)
     with pytest.raises(_Killed):
-        train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
+        train_classifier(subsets, **outputs(out),
+                         arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
     monkeypatch.undo()
     assert (out / "resume.pt").is_file() and saved == list(range(1, epochs_done + 1))
     (out / "last.safetensors").unlink()
@@ -283,14 +298,15 @@ def test_resume_state_of_another_config_or_training_set_is_set_aside(tmp_path, d
         config, kwargs = cfg(epochs=3, budget="steps"), {"updates_per_epoch": 3}
     else:
         kwargs = {"updates_per_epoch": 4}
-    train_classifier(subsets, out, arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
+    train_classifier(subsets, **outputs(out),
+                     arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
 
     assert "was written for a different config or inputs: training starts afresh" in caplog.text
     assert (out / "resume.pt.stale").is_file() and not (out / "resume.pt").exists()
     assert torch.load(out / "resume.pt.stale", weights_only=True)["epoch"] == 1
     assert list(history(out)["epoch"]) == [1, 2, 3]
-    train_classifier(subsets, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=config, seed=0,
-                     **kwargs)
+    train_classifier(subsets, **outputs(tmp_path / "fresh"),
+                     arch=ARCH, labels=LABELS, cfg=config, seed=0, **kwargs)
     _assert_same_run(out, tmp_path / "fresh")
 
 
@@ -300,7 +316,7 @@ def test_a_changed_image_file_is_a_changed_training_set(tmp_path, data, monkeypa
     _write_resume_state(monkeypatch, data, out, cfg(epochs=2))
     path = data["train"]["path"].iloc[0]
     write_png(path, np.zeros((48, 48)))
-    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=cfg(epochs=2), seed=0)
+    train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=cfg(epochs=2), seed=0)
     assert "training starts afresh" in caplog.text and (out / "resume.pt.stale").is_file()
 
 
@@ -311,22 +327,114 @@ def test_more_epochs_or_another_bootstrap_still_resume(tmp_path, data, monkeypat
     _write_resume_state(monkeypatch, data, out, cfg(epochs=2, bootstrap=10))
     caplog.set_level(logging.INFO)
     config = cfg(epochs=3, bootstrap=20)
-    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=config, seed=0)
     assert "resumed from" in caplog.text and "afresh" not in caplog.text
     assert not (out / "resume.pt.stale").exists()
-    train_classifier(data, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=config, seed=0)
+    train_classifier(data, **outputs(tmp_path / "fresh"),
+                     arch=ARCH, labels=LABELS, cfg=config, seed=0)
     _assert_same_run(out, tmp_path / "fresh")
 
 
 def test_a_state_past_the_new_epoch_count_is_set_aside(tmp_path, data, monkeypatch, caplog):
     out = tmp_path / "out"
     _write_resume_state(monkeypatch, data, out, cfg(epochs=3), epochs_done=2)
-    train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=cfg(epochs=1), seed=0)
+    train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=cfg(epochs=1), seed=0)
     assert "training starts afresh" in caplog.text and (out / "resume.pt.stale").is_file()
     assert list(history(out)["epoch"]) == [1]
-    train_classifier(data, tmp_path / "fresh", arch=ARCH, labels=LABELS, cfg=cfg(epochs=1),
+    train_classifier(data, **outputs(tmp_path / "fresh"),
+                     arch=ARCH, labels=LABELS, cfg=cfg(epochs=1),
                      seed=0)
     _assert_same_run(out, tmp_path / "fresh")
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and r.name.startswith("mammosynth")]
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_an_unreadable_resume_state_is_set_aside(tmp_path, data, monkeypatch, caplog, how):
+    """A resume state damaged on disk (cut to half its bytes, or as many random bytes) cannot be
+    read: it is moved to resume.pt.unreadable with one warning line naming it, and training
+    starts afresh - the run of a fresh job - instead of failing on every retry."""
+    out = tmp_path / "out"
+    _write_resume_state(monkeypatch, data, out, cfg(epochs=2))
+    resume = out / "resume.pt"
+    raw = resume.read_bytes()
+    damaged = raw[:len(raw) // 2] if how == "truncated" else \
+        np.random.default_rng(0).bytes(len(raw))
+    resume.write_bytes(damaged)
+
+    caplog.clear()
+    train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=cfg(epochs=2), seed=0)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert warnings[0].startswith(f"{resume} cannot be read, truncated or corrupted (")
+    assert warnings[0].endswith("training starts afresh (the old state is moved to "
+                                "resume.pt.unreadable)")
+    assert (out / "resume.pt.unreadable").read_bytes() == damaged
+    assert not resume.exists() and not (out / "resume.pt.stale").exists()
+    assert list(history(out)["epoch"]) == [1, 2]
+    train_classifier(data, **outputs(tmp_path / "fresh"), arch=ARCH, labels=LABELS,
+                     cfg=cfg(epochs=2), seed=0)
+    _assert_same_run(out, tmp_path / "fresh")
+
+
+def test_trainer_state_round_trip_and_what_it_sets_aside(tmp_path, caplog):
+    """runtime.TrainerState on its own: objects and the torch, numpy and Python RNG states come
+    back as saved; an empty file or one that is not a dict is unreadable; a state lacking a part
+    is stale."""
+    import random
+
+    def objects():
+        net = torch.nn.Linear(3, 2)
+        return {"net": net, "optimizer": torch.optim.Adam(net.parameters()),
+                "generator": torch.Generator().manual_seed(1)}
+
+    path = tmp_path / "state.pt"
+    saved = objects()
+    saved["net"](torch.randn(4, 3)).sum().backward()
+    saved["optimizer"].step()
+    torch.randn(3, generator=saved["generator"])
+    torch.manual_seed(5), np.random.seed(6), random.seed(7)
+    np.random.randn()  # numpy caches the second Gaussian of a pair: that too is state
+    runtime.TrainerState(path, "key", **saved).save(step=3, history=[{"loss": 1.0}])
+    expected = (torch.rand(4), np.random.randn(4), [random.random() for _ in range(4)],
+                torch.rand(4, generator=saved["generator"]))
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    fresh = objects()
+    assert runtime.TrainerState(path, "key", **fresh).restore() == \
+        {"step": 3, "history": [{"loss": 1.0}]}
+    assert torch.equal(torch.rand(4), expected[0])
+    assert np.array_equal(np.random.randn(4), expected[1])
+    assert [random.random() for _ in range(4)] == expected[2]
+    assert torch.equal(torch.rand(4, generator=fresh["generator"]), expected[3])
+    assert all(torch.equal(a, b) for a, b in zip(fresh["net"].state_dict().values(),
+                                                saved["net"].state_dict().values()))
+    assert fresh["optimizer"].state_dict()["state"][0]["step"] == 1
+
+    for content, suffix in ((b"", "unreadable"), (None, "unreadable"), ({"x": 1}, "stale")):
+        if content is None:
+            torch.save([1, 2], path)
+        elif isinstance(content, dict):
+            torch.save({**content, "fingerprint": "key"}, path)
+        else:
+            path.write_bytes(content)
+        caplog.clear()
+        assert runtime.TrainerState(path, "key", **objects()).restore() is None
+        assert not path.exists() and (tmp_path / f"state.pt.{suffix}").is_file()
+        assert len(_warnings(caplog)) == 1, _warnings(caplog)
+    assert "lacks net, optimizer, generator, rng" in _warnings(caplog)[0]
+
+
+def test_runtime_job_does_not_import_torch():
+    """The steps without torch (ingest, split) run `runtime.job`: importing it stays light."""
+    code = ("import sys\nfrom mammosynth.runtime import TrainerState, fingerprint, job\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_fingerprint_covers_settings_and_files_not_key_order(tmp_path):
@@ -349,15 +457,13 @@ def test_fingerprint_covers_settings_and_files_not_key_order(tmp_path):
 def _count_updates(monkeypatch):
     """Adam's own step counter (not the trainer's) after every epoch, read from the states the
     trainer saves."""
-    import mammosynth.classify.train as classify_train
-
-    original, steps = classify_train.save_atomic, []
+    original, steps = runtime.save_atomic, []
 
     def save_and_count(state, path):
         steps.append({int(s["step"]) for s in state["optimizer"]["state"].values()})
         original(state, path)
 
-    monkeypatch.setattr(classify_train, "save_atomic", save_and_count)
+    monkeypatch.setattr(runtime, "save_atomic", save_and_count)
     return steps
 
 
@@ -389,7 +495,8 @@ def test_batches_per_epoch_counts_the_epoch_loop():
 def test_an_epoch_makes_batches_per_epoch_updates(tmp_path, monkeypatch, n):
     counted = _count_updates(monkeypatch)
     subsets = {"train": frame(tmp_path / "t", n), "val": frame(tmp_path / "v", 4, seed=1)}
-    train_classifier(subsets, tmp_path / "out", arch=ARCH, labels=LABELS, cfg=cfg(epochs=2),
+    train_classifier(subsets, **outputs(tmp_path / "out"),
+                     arch=ARCH, labels=LABELS, cfg=cfg(epochs=2),
                      seed=0)
     per_epoch = batches_per_epoch(n, 4)
     assert counted == [{per_epoch}, {2 * per_epoch}]
@@ -404,7 +511,8 @@ def test_budget_steps_gives_every_training_set_the_same_updates(tmp_path, monkey
     for n in (12, 30):
         counted = _count_updates(monkeypatch)
         out = tmp_path / f"n{n}"
-        train_classifier({"train": frame(tmp_path / f"t{n}", n), "val": val}, out, arch=ARCH,
+        train_classifier({"train": frame(tmp_path / f"t{n}", n), "val": val}, **outputs(out),
+                         arch=ARCH,
                          labels=LABELS, cfg=cfg(epochs=2, budget="steps"), seed=0,
                          updates_per_epoch=3)
         monkeypatch.undo()
@@ -426,7 +534,7 @@ def test_budget_steps_walks_through_permutations_across_rounds(tmp_path, monkeyp
     batches = _record_batches(monkeypatch)
     train = frame(tmp_path / "t", n)
     train_classifier({"train": train, "val": frame(tmp_path / "v", 4, seed=1)},
-                     tmp_path / "out", arch=ARCH, labels=LABELS,
+                     **outputs(tmp_path / "out"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=3, budget="steps", augment=True), seed=0,
                      updates_per_epoch=3)
     assert list(history(tmp_path / "out")["step"]) == [3, 6, 9]
@@ -446,9 +554,9 @@ def test_budget_steps_walks_through_permutations_across_rounds(tmp_path, monkeyp
 def test_budget_steps_at_scenario_0_size_is_budget_epochs(tmp_path, n):
     """U = batches_per_epoch(n, batch): the same run, bit for bit (augmentation draws included)."""
     subsets = {"train": frame(tmp_path / "t", n), "val": frame(tmp_path / "v", 6, seed=1)}
-    train_classifier(subsets, tmp_path / "epochs", arch=ARCH, labels=LABELS,
+    train_classifier(subsets, **outputs(tmp_path / "epochs"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=3, augment=True, budget="epochs"), seed=0)
-    train_classifier(subsets, tmp_path / "steps", arch=ARCH, labels=LABELS,
+    train_classifier(subsets, **outputs(tmp_path / "steps"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=3, augment=True, budget="steps"), seed=0,
                      updates_per_epoch=batches_per_epoch(n, 4))
     a, b = (history(tmp_path / d).drop(columns="seconds") for d in ("epochs", "steps"))
@@ -471,10 +579,11 @@ def test_budget_steps_resumes_mid_permutation(tmp_path, data, monkeypatch, caplo
         position = {1: 8, 2: 4}[done]  # round 2 finished permutation 1 and began permutation 2
         assert (state["step"], len(state["order"]), state["pos"]) == (2 * done, 12, position)
         caplog.set_level(logging.INFO)
-        train_classifier(data, out, arch=ARCH, labels=LABELS, cfg=config, seed=0,
+        train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=config, seed=0,
                          updates_per_epoch=2)
         assert "resumed from" in caplog.text and not (out / "resume.pt.stale").exists()
-    train_classifier(data, tmp_path / "whole", arch=ARCH, labels=LABELS, cfg=config, seed=0,
+    train_classifier(data, **outputs(tmp_path / "whole"),
+                     arch=ARCH, labels=LABELS, cfg=config, seed=0,
                      updates_per_epoch=2)
     for done in (1, 2):
         _assert_same_run(tmp_path / f"stopped{done}", tmp_path / "whole")
@@ -482,7 +591,7 @@ def test_budget_steps_resumes_mid_permutation(tmp_path, data, monkeypatch, caplo
 
 
 def test_budget_steps_without_updates_per_epoch_is_budget_epochs(tmp_path, data, caplog):
-    train_classifier(data, tmp_path / "out", arch=ARCH, labels=LABELS,
+    train_classifier(data, **outputs(tmp_path / "out"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=1, budget="steps"), seed=0)
     assert "without updates_per_epoch" in caplog.text
     _, meta = load_weights(tmp_path / "out/last.safetensors")

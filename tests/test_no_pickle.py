@@ -52,7 +52,7 @@ def test_fid_weights_are_refused_without_unpickling(tmp_path):
 
 def test_resume_states_load_with_weights_only():
     """Every torch.load in the package (the trainers' resume states go through
-    runtime.load_resume) refuses pickled code."""
+    runtime.TrainerState) refuses pickled code."""
     package = Path(__file__).resolve().parents[1] / "src/mammosynth"
     calls = {f"{path.relative_to(package)}: {line.strip()}"
              for path in package.rglob("*.py") for line in path.read_text().splitlines()

@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mammosynth.config import pretrained_file  # noqa: F401  (models.pretrained_file)
-from mammosynth.errors import UserError
 
 
 def n_outputs(n_classes: int) -> int:
@@ -19,15 +18,13 @@ def n_outputs(n_classes: int) -> int:
 
 
 def create(arch: str, n_classes: int, in_chans: int, pretrained_file: str | None = None):
+    """timm model `arch` (a checked config's: a timm model name) with a new head for
+    `n_classes`, initialised from `pretrained_file` (a checked config's: an existing file) if
+    given, randomly (from torch's global RNG) otherwise."""
     import timm
 
-    if not timm.is_model(arch):
-        raise UserError(f"config classifier.archs: {arch!r} is not a timm model name "
-                        "(see timm.list_models())")
     kwargs = dict(num_classes=n_outputs(n_classes), in_chans=in_chans)
     if pretrained_file:
-        if not Path(pretrained_file).is_file():
-            raise UserError(f"config classifier.pretrained: {pretrained_file} does not exist")
         return timm.create_model(arch, pretrained=True, **kwargs,
                                  pretrained_cfg_overlay=dict(file=str(pretrained_file)))
     return timm.create_model(arch, pretrained=False, **kwargs)

@@ -1,13 +1,13 @@
 """Train one timm classifier on a scenario's training set; keep `last` and `best` weights.
 
-Mirrors timm's train.py: `last.safetensors` every epoch, `best.safetensors` at the lowest
+Mirrors timm's train.py: the `last` weights every epoch, the `best` weights at the lowest
 `monitor` (`val_loss`, or `train_loss` as paper 002 words it), early stopping after `patience`
-epochs without improvement, a per-epoch `history.csv` (`step`: the optimizer updates made by the
-end of the epoch). Binary tasks use one logit and BCE,
-multi-class tasks cross-entropy; `class_weights: balanced` weights each sample by
-n_samples / (n_classes * n_class) (scikit-learn's "balanced"), in the training loss and, with
-`monitor_weighting: balanced` (the default), in the monitored validation loss too, so that "best"
-is the lowest value of the objective that training minimises, under either monitor.
+epochs without improvement, a per-epoch `history` CSV (`step`: the optimizer updates made by the
+end of the epoch); the caller names every file (the workflow: mammosynth.layout). Binary tasks
+use one logit and BCE, multi-class tasks cross-entropy; `class_weights: balanced` weights each
+sample by n_samples / (n_classes * n_class) (scikit-learn's "balanced"), in the training loss
+and, with `monitor_weighting: balanced` (the default), in the monitored validation loss too, so
+that "best" is the lowest value of the objective that training minimises, under either monitor.
 `freeze_backbone` trains the new head only (paper 002's frozen-base transfer learning; the frozen
 base also keeps its BatchNorm statistics). `augment` adds vertical flips, rotations of up to
 10 degrees and a contrast/brightness jitter (never horizontal flips: the chest wall stays left).
@@ -28,18 +28,19 @@ counts: arms differ in their data only. On a training set of scenario 0's size, 
 are the same run, bit for bit. The weights' metadata record `budget`, `updates_per_epoch` (under
 `epochs` the model's own batches per epoch), `epoch` and `step`.
 
-After every epoch the whole state (weights, best weights, optimizer, RNG, the current permutation
-and the position in it, history) is written atomically to `resume`; a killed job re-run continues
-from the next epoch with the same result, mid-permutation too.
+After every epoch the resume state (runtime.TrainerState: weights, best weights, optimizer, the
+batch generator, the global RNG states, the current permutation and the position in it, history)
+is written atomically to `resume`; a killed job re-run continues from the next epoch with the
+same result, mid-permutation too. It is deleted when training ends.
 The state carries a fingerprint (runtime.fingerprint) of what determines the result: the
 `classifier` config section as given, less the keys that do not change the training (bootstrap,
 checkpoints; archs - `arch` stands for it; pretrained - the resolved weights file and its size
 stand for it; epochs, see below), the budget in effect and its updates per epoch, arch, labels,
 seed, and the training and validation images' paths (in order, each with its file's size) and y.
-A state with another (or no) fingerprint is moved aside to `resume.pt.stale` and training starts
-afresh. `epochs` is left out because the lr is constant, so epoch k (k x U updates) is the same
-whatever the total: a state is resumed under more epochs, and is stale only when it is past the
-new total.
+A state with another (or no) fingerprint is moved aside to `<resume>.stale`, one that cannot be
+read (truncated, corrupted) to `<resume>.unreadable`, and training starts afresh. `epochs` is
+left out because the lr is constant, so epoch k (k x U updates) is the same whatever the total:
+a state is resumed under more epochs, and is stale only when it is past the new total.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
 from mammosynth.errors import UserError
-from mammosynth.runtime import device, fingerprint, load_resume, save_atomic
+from mammosynth.runtime import TrainerState, device, fingerprint
 
 log = logging.getLogger(__name__)
 HISTORY = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
@@ -135,26 +136,26 @@ def _frozen_backbone(model) -> list[torch.nn.Parameter]:
     return head
 
 
-def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, arch: str,
-                     labels: list[str], cfg: dict, seed: int,
-                     resume: str | Path | None = None,
-                     updates_per_epoch: int | None = None) -> None:
-    """Train `arch` on subsets["train"], validate on subsets["val"] after every epoch, write
-    last/best weights and history.csv under out_dir. updates_per_epoch: budget steps' U (see the
-    module docstring); None - budget epochs."""
+def train_classifier(subsets: dict[str, pd.DataFrame], *, last: str | Path, best: str | Path,
+                     history: str | Path, resume: str | Path, arch: str, labels: list[str],
+                     cfg: dict, seed: int, updates_per_epoch: int | None = None) -> None:
+    """Train `arch` on subsets["train"], validate on subsets["val"] after every epoch; write the
+    `last` and `best` weights (safetensors), the `history` CSV and, after every epoch, the
+    `resume` state (deleted at the end). `cfg`: the checked `classifier` config section.
+    updates_per_epoch: budget steps' U (see the module docstring); None - budget epochs."""
     from timm.optim import create_optimizer_v2
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resume = Path(resume) if resume else out_dir / "resume.pt"
+    last, best, history, resume = Path(last), Path(best), Path(history), Path(resume)
+    for path in (last, best, history):
+        path.parent.mkdir(parents=True, exist_ok=True)
     dev = device()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     size, in_chans, batch = cfg["image_size"], cfg["in_chans"], cfg["batch_size"]
     train, val = subsets["train"], subsets["val"]
-    if cfg["monitor"] == "val_loss" and not len(val):
-        raise UserError("config classifier.monitor: val_loss needs validation images; set "
-                        "splits.val_fraction above 0, or monitor: train_loss")
+    if cfg["monitor"] == "val_loss" and not len(val):  # too few images for val_fraction
+        raise UserError(f"{arch}: this split has no validation images, so no val_loss to pick "
+                        "the best weights by (too few images for a validation set?)")
     if len(train) < 2:
         raise UserError(f"{arch}: {len(train)} training image(s); training needs at least 2 "
                         "(BatchNorm cannot train on a batch of one)")
@@ -205,16 +206,13 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
     best_value, best_epoch, rows, start, best_state = float("inf"), 0, [], 1, None
     # the permutation being walked through and the position in it (none yet: drawn at once)
     order, pos, step = torch.empty(0, dtype=torch.long), 0, 0
-    state = load_resume(resume, key, dev, accept=lambda s: s["epoch"] <= cfg["epochs"])
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        best_value, best_epoch, rows = state["best_value"], state["best_epoch"], state["history"]
-        best_state, start = state["best_model"], state["epoch"] + 1
-        order, pos, step = state["order"].cpu(), state["pos"], state["step"]
-        log.info("resumed from %s after epoch %d", resume, state["epoch"])
+    state = TrainerState(resume, key, model=model, optimizer=optimizer, generator=generator)
+    saved = state.restore(accept=lambda s: s["epoch"] <= cfg["epochs"])
+    if saved is not None:
+        best_value, best_epoch, rows = saved["best_value"], saved["best_epoch"], saved["history"]
+        best_state, start = saved["best_model"], saved["epoch"] + 1
+        order, pos, step = saved["order"].cpu(), saved["pos"], saved["step"]
+        log.info("resumed from %s after epoch %d", resume, saved["epoch"])
 
     for epoch in range(start, cfg["epochs"] + 1):
         if cfg.get("patience") and epoch - 1 - best_epoch >= cfg["patience"]:
@@ -249,36 +247,30 @@ def train_classifier(subsets: dict[str, pd.DataFrame], out_dir: str | Path, *, a
             row["val_acc"] = (models.probabilities(val_logits).argmax(1) == y_val).float() \
                 .mean().item()
         row["best"] = row[cfg["monitor"]] < best_value
-        models.save_weights(model, out_dir / "last.safetensors",
-                            {**meta, "epoch": epoch, "step": step})
+        models.save_weights(model, last, {**meta, "epoch": epoch, "step": step})
         if row["best"]:
             best_value, best_epoch = row[cfg["monitor"]], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            models.save_weights(model, out_dir / "best.safetensors",
-                                {**meta, "epoch": epoch, "step": step})
+            models.save_weights(model, best, {**meta, "epoch": epoch, "step": step})
         rows.append(row)
         log.info("epoch %d (step %d): train loss %.4f acc %.3f, val loss %.4f acc %.3f%s",
                  epoch, step, row["train_loss"], row["train_acc"], row["val_loss"],
                  row["val_acc"], " (best)" if row["best"] else "")
-        save_atomic({"model": model.state_dict(), "best_model": best_state,
-                      "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                      "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step,
-                      "order": order, "pos": pos,
-                      "best_value": best_value, "best_epoch": best_epoch, "history": rows,
-                      "fingerprint": key}, resume)
+        state.save(best_model=best_state, epoch=epoch, step=step, order=order, pos=pos,
+                   best_value=best_value, best_epoch=best_epoch, history=rows)
         if cfg.get("patience") and epoch - best_epoch >= cfg["patience"]:
             log.info("early stop: no better %s for %d epochs", cfg["monitor"], cfg["patience"])
             break
     # Resumed after Snakemake removed the incomplete job's outputs: restore them from the state.
-    if rows and not (out_dir / "last.safetensors").exists():
-        models.save_weights(model, out_dir / "last.safetensors",
+    if rows and not last.exists():
+        models.save_weights(model, last,
                             {**meta, "epoch": rows[-1]["epoch"], "step": rows[-1]["step"]})
-    if best_state is not None and not (out_dir / "best.safetensors").exists():
+    if best_state is not None and not best.exists():
         model.load_state_dict(best_state)
-        models.save_weights(model, out_dir / "best.safetensors",
+        models.save_weights(model, best,
                             {**meta, "epoch": best_epoch, "step": best_epoch * per_epoch})
-    with open(out_dir / "history.csv", "w", newline="") as f:
+    with open(history, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY)
         writer.writeheader()
         writer.writerows(rows)
-    resume.unlink(missing_ok=True)
+    state.discard()

@@ -21,15 +21,16 @@ On CUDA: bf16 autocast, channels_last, fused AdamW; on the CPU plain fp32.
 Every model gets the same number of optimisation steps (`steps`), whatever its image count.
 Batches are drawn uniformly over the model's images (class conditioning: over all labels).
 
-A checkpoint (model, EMA, optimizer, LR schedule, RNG states, step, pending log) is written
-atomically every `checkpoint_every` steps beside the output; a re-run resumes from it and, on the
-CPU, ends with weights bitwise identical to an uninterrupted run. All noise and batch indices
-come from one CPU generator, so the sequence of batches does not depend on the device.
-The checkpoint carries a fingerprint (runtime.fingerprint) of what determines the weights: the
-`ddpm` config section as given, less log_every, checkpoint_every and grid_images; the labels (in
-order), the seed, and each label's image paths (in order, each with its file's size). A
-checkpoint with another (or no) fingerprint is moved aside to `<checkpoint>.stale` and training
-starts afresh.
+The resume state (runtime.TrainerState: model, EMA, optimizer, LR schedule, the batch generator,
+the global RNG states, step, pending log) is written atomically to `resume` every `resume_every`
+steps; a re-run resumes from it and, on the CPU, ends with weights bitwise identical to an
+uninterrupted run. All noise and batch indices come from one CPU generator, so the sequence of
+batches does not depend on the device. The resume state carries a fingerprint
+(runtime.fingerprint) of what determines the weights: the `ddpm` config section as given, less
+log_every, resume_every and grid_images; the labels (in order), the seed, and each label's image
+paths (in order, each with its file's size). A resume state with another (or no) fingerprint is
+moved aside to `<resume>.stale`, one that cannot be read (truncated, corrupted) to
+`<resume>.unreadable`, and training starts afresh. It is deleted when the model is written.
 """
 
 from __future__ import annotations
@@ -50,12 +51,12 @@ from tqdm import tqdm
 from mammosynth.ddpm.sample import MODEL_INFO, generate, make_scheduler, postprocess
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import read_pngs, write_png
-from mammosynth.runtime import device, fingerprint, load_resume, save_atomic
+from mammosynth.runtime import TrainerState, device, fingerprint
 
 log = logging.getLogger(__name__)
 HISTORY = ["step", "loss", "lr", "images_per_s"]
 # ddpm keys outside the resume fingerprint: they change the log and the grid, not the weights
-NOT_FINGERPRINTED = {"log_every", "checkpoint_every", "grid_images"}
+NOT_FINGERPRINTED = {"log_every", "resume_every", "grid_images"}
 
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
@@ -64,15 +65,12 @@ def load_images(paths: list[str], size: int) -> torch.Tensor:
 
 
 def build_unet(cfg: dict, n_classes: int = 0):
-    """The U-Net of `cfg`; n_classes > 0: class-conditional with n_classes + 1 embeddings (the
+    """The U-Net of `cfg` (checked: attention_levels has one entry per block_out_channels
+    entry, or is empty); n_classes > 0: class-conditional with n_classes + 1 embeddings (the
     last one is "no label")."""
     from diffusers import UNet2DModel
 
-    levels = len(cfg["block_out_channels"])
-    attention = cfg.get("attention_levels") or [False] * levels
-    if len(attention) != levels:
-        raise UserError("config ddpm.attention_levels: needs one true/false per "
-                        f"ddpm.block_out_channels entry ({levels})")
+    attention = cfg.get("attention_levels") or [False] * len(cfg["block_out_channels"])
     return UNet2DModel(
         sample_size=cfg["image_size"], in_channels=1, out_channels=1,
         block_out_channels=tuple(cfg["block_out_channels"]),
@@ -124,12 +122,13 @@ def sample_grid(blocks: list[np.ndarray], path: Path) -> None:
 
 
 def train_ddpm(images: list[str] | dict[str, list[str]], out_dir: str | Path, cfg: dict, *,
-               seed: int, checkpoint: str | Path, sampling: dict | None = None,
+               seed: int, resume: str | Path, sampling: dict | None = None,
                size: int | None = None) -> None:
     """Train on `images` ({label: paths}; a plain list is one unnamed label); write the pipeline
     (EMA weights), mammosynth.json, history.csv and samples.png (a grid drawn with `sampling`,
     post-processed like the synthetic images to `size`, the real images' size; per label for a
-    class-conditional model).
+    class-conditional model) to `out_dir`. `resume`: the resume state's file (see the module
+    docstring).
 
     cfg["conditioning"] == "class": one model conditioned on the label (its index in `images`).
     """
@@ -162,21 +161,14 @@ def train_ddpm(images: list[str] | dict[str, list[str]], out_dir: str | Path, cf
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     step, losses = 0, []
-    checkpoint = Path(checkpoint)
     key = fingerprint({"ddpm": {k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
                        "labels": labels, "seed": seed}, images)
-    state = load_resume(checkpoint, key, dev)
-    if state is not None:
-        unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
-        generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if cuda and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        step, history, losses = state["step"], state["history"], state["pending_losses"]
-        log.info("resumed from %s at step %d", checkpoint, step)
+    state = TrainerState(resume, key, unet=unet, ema=ema, optimizer=optimizer,
+                         lr_schedule=lr_schedule, generator=generator)
+    saved = state.restore()
+    if saved is not None:
+        step, history, losses = saved["step"], saved["history"], saved["pending_losses"]
+        log.info("resumed from %s at step %d", resume, step)
     ema.to(dev)
 
     accum, batch = cfg.get("grad_accum", 1), cfg["batch_size"]
@@ -232,14 +224,8 @@ def train_ddpm(images: list[str] | dict[str, list[str]], out_dir: str | Path, cf
             log.info("step %d/%d loss %.4f %.1f img/s", step, cfg["steps"], history[-1]["loss"],
                      history[-1]["images_per_s"])
             losses, tick, timed = [], time.perf_counter(), 0
-        if step % cfg["checkpoint_every"] == 0 and step < cfg["steps"]:
-            save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(),
-                          "optimizer": optimizer.state_dict(),
-                          "lr_schedule": lr_schedule.state_dict(),
-                          "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                          "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
-                          "step": step, "history": history, "pending_losses": losses,
-                          "fingerprint": key}, checkpoint)
+        if step % cfg["resume_every"] == 0 and step < cfg["steps"]:
+            state.save(step=step, history=history, pending_losses=losses)
     progress.close()
 
     ema.copy_to(unet.parameters())
@@ -269,4 +255,4 @@ def train_ddpm(images: list[str] | dict[str, list[str]], out_dir: str | Path, cf
         sample_grid(blocks, tmp / "samples.png")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
-    checkpoint.unlink(missing_ok=True)
+    state.discard()
