@@ -4,7 +4,9 @@ Every case builds a small data set (csv, INbreast or folder format, usually besi
 runs ingest + preprocess_table as the pipeline does, and checks one of three outcomes:
 
 - "rejected": the input is one manifest row, status `rejected`, reason in words on one line;
-- "error": a UserError on one line naming the file or config key and what to do;
+- "error": a UserError on one line naming the file or config key and what to do (problems of the
+  config itself, such as a dataset.root that is not a folder, are the config check's, tested
+  with it);
 - "ok": an odd but valid input (MONOCHROME1, big endian, compressed, 8-bit...) is decoded.
 
 In every data set that runs, no input is dropped and every rejected row has a one-line reason.
@@ -29,7 +31,8 @@ from pydicom.data import get_testdata_file
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRBigEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from mammosynth.datasets import ingest
+from mammosynth.datasets import source_roots
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import ImageError, UserError
 from mammosynth.imaging import read_image
 from mammosynth.imaging.decode import MAX_PIXELS
@@ -276,11 +279,6 @@ def folder_without_images(root: Path) -> dict:
     return {"format": "folder"}
 
 
-def root_is_a_file(root: Path) -> dict:
-    (root / "f.txt").write_text("x\n")
-    return {"format": "folder", "root": str(root / "f.txt")}
-
-
 # --- checks of an ok input: (root, manifest row) -------------------------------------------------
 
 def decodes_to(expected: Callable[[Path], np.ndarray]):
@@ -455,9 +453,6 @@ ROW_CASES = {  # name -> (builder, outcome)
                                             good="good.dcm,normal"),
                           rejected(r"^label 'benign' is not one of the config's labels \(abnormal, "
                                    r"normal\)$")),
-    "csv_missing_table": (lambda r: {"format": "csv", "table": "nope.csv"},
-                          error(r"^config dataset\.table: .*nope\.csv does not exist$")),
-    "csv_no_table_key": (lambda r: {"format": "csv"}, error(r"^config dataset\.table: required")),
     # --- INbreast format ---
     "inbreast_unknown_birads": (
         lambda r: inbreast_set(r, ["R;CC;22678622;7", "L;CC;22678646;2"],
@@ -518,18 +513,6 @@ ROW_CASES = {  # name -> (builder, outcome)
         folder_without_images,
         error(r"^config dataset\.root: the data set has no inputs: no metadata rows and no image "
               r"files were found under .* \(dataset\.format: folder\); point it at the data set")),
-    # --- the config's dataset section ---
-    "missing_dataset_root": (lambda r: {"format": "folder", "root": str(r / "nope")},
-                             error(r"^config dataset\.root: .*nope is not a folder; point it at "
-                                   r"the data set as downloaded$")),
-    "dataset_root_is_a_file": (
-        root_is_a_file,
-        error(r"^config dataset\.root: .*f\.txt is not a folder")),
-    "no_dataset_root": (lambda r: {"format": "folder", "root": ""},
-                        error(r"^config dataset\.root: required")),
-    "unknown_dataset_format": (lambda r: {"format": "dicomdir"},
-                               error(r"^config dataset\.format: 'dicomdir' is not one of "
-                                     r"cbis_ddsm, .*, inbreast, .*vindr$")),
 }
 
 
@@ -553,7 +536,7 @@ def one_line(text: str) -> None:
 
 def run(dataset: dict, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = ingest(dataset, BINARY)
-    manifest = preprocess_table(table, dataset["root"], out, size=SIZE, workers=1,
+    manifest = preprocess_table(table, source_roots(dataset), out, size=SIZE, workers=1,
                                 on_bad_image=dataset["on_bad_image"])
     return table, manifest
 

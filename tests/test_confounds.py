@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from mammosynth.classify.evaluate import compute_metrics
-from mammosynth.datasets import ingest
+from mammosynth.datasets import source_roots
+from mammosynth.datasets.ingest import ingest
 from mammosynth.datasets.phantom import write_phantom
 from mammosynth.imaging.pipeline import preprocess_table
 from mammosynth.report import confounds
@@ -304,7 +305,7 @@ def test_combined_manifest_shows_one_source_per_confounded_label(tmp_path):
                            {"format": "csv", "root": str(csv_root), "table": "table.csv",
                             "birads": [0, 2]}]}
     table = ingest(dataset, {"scheme": "birads"})
-    preprocess_table(table, tmp_path, tmp_path / "images", size=32).to_csv(
+    preprocess_table(table, source_roots(dataset), tmp_path / "images", size=32).to_csv(
         tmp_path / "manifest.csv", index=False)
     manifest = pd.read_csv(tmp_path / "manifest.csv", dtype=str, keep_default_na=False)
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mammosynth.datasets import cbis_ddsm, ingest
+from mammosynth.datasets import cbis_ddsm
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.imaging.pipeline import preprocess_table
 
@@ -538,7 +539,7 @@ def test_ingest_and_preprocess(tmp_path, layout):
         k: "normal" if v == "1" else "abnormal" for k, v in EXPECTED_BIRADS.items() if v != "0"}
     assert binary.loc[binary["image_id"] == "P_00040_R_CC", "reason"].item() == (
         "BI-RADS 0 is not mapped to a label (config labels.scheme / labels.map)")
-    manifest = preprocess_table(table, root, tmp_path / "png", size=32)
+    manifest = preprocess_table(table, {"": root}, tmp_path / "png", size=32)
     done = manifest[manifest["status"] == "ok"]
     assert len(done) == 7 and len(manifest) == 10
     for row in done.itertuples():

@@ -1,21 +1,22 @@
 """CMMD adapter against a small tree in the NBIA layout: 8-bit FOR PRESENTATION DICOMs whose only
-record of the side is ImageLaterality, and the clinical file as xlsx (written here as Excel
-writes it: shared strings) or as a CSV converted from it."""
+record of the side is ImageLaterality, and the clinical file as xlsx (a real workbook, written
+with openpyxl) or as a CSV converted from it."""
 
 from __future__ import annotations
 
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from mammosynth.datasets import INGEST_COLUMNS, cmmd, ingest
+from mammosynth.datasets import INGEST_COLUMNS, cmmd
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.imaging.pipeline import preprocess_table
 
@@ -71,42 +72,19 @@ def series(root: Path, patient: str, n: int = 0) -> Path:
             / f"1.000000-NA-{67890 + n:05d}")
 
 
-def _cell(ref: str, value, strings: list[str]) -> str:
-    if isinstance(value, (int, float)):
-        return f'<c r="{ref}"><v>{value}</v></c>'
-    if value in ("", None):
-        return ""  # Excel writes no cell for an empty one
-    strings.append(value)
-    return f'<c r="{ref}" t="s"><v>{len(strings) - 1}</v></c>'
-
-
-def write_xlsx(path: Path, rows: list[list], sheet: str = "Sheet1") -> Path:
-    """An .xlsx laid out as Excel writes it: shared strings, numbers as <v>, no empty cells."""
-    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-    rel_ns = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
-    strings: list[str] = []
-    body = []
-    for r, values in enumerate(rows, start=1):
-        cells = "".join(_cell(f"{chr(65 + c)}{r}", v, strings) for c, v in enumerate(values))
-        body.append(f'<row r="{r}">{cells}</row>')
-    sst = "".join(f"<si><t>{s}</t></si>" for s in strings)
-    # the phonetic hint (rPh) of a string is not part of its text
-    sst = sst.replace("<si><t>Benign</t></si>",
-                      '<si><t>Benign</t><rPh sb="0" eb="1"><t>X</t></rPh></si>')
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("[Content_Types].xml", "<Types/>")
-        z.writestr("_rels/.rels", "<Relationships/>")
-        z.writestr("xl/workbook.xml", f'<workbook {ns} {rel_ns}><sheets><sheet name="{sheet}" '
-                                      'sheetId="1" r:id="rId1"/></sheets></workbook>')
-        z.writestr("xl/_rels/workbook.xml.rels",
-                   '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
-                   'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.'
-                   'org/officeDocument/2006/relationships/worksheet" '
-                   'Target="worksheets/sheet1.xml"/></Relationships>')
-        z.writestr("xl/sharedStrings.xml", f'<sst {ns} count="{len(strings)}" '
-                                           f'uniqueCount="{len(strings)}">{sst}</sst>')
-        z.writestr("xl/worksheets/sheet1.xml",
-                   f'<worksheet {ns}><sheetData>{"".join(body)}</sheetData></worksheet>')
+def write_xlsx(path: Path, rows: list[list], sheet: str = "Sheet1",
+               before: dict[str, list[list]] | None = None) -> Path:
+    """A workbook with `rows` on sheet `sheet` (an empty row: []; an empty cell: ""), after the
+    sheets of `before` {name: rows}. Numbers are stored as numbers, empty cells not at all."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, values in {**(before or {}), sheet: rows}.items():
+        ws = book.create_sheet(name)
+        for r, row in enumerate(values, start=1):
+            for c, value in enumerate(row, start=1):
+                if value not in ("", None):
+                    ws.cell(row=r, column=c, value=value)
+    book.save(path)
     return path
 
 
@@ -208,7 +186,7 @@ def test_ingest_binary_and_birads(tree):
 
 def test_ingest_then_preprocess(tree, tmp_path):
     table = ingest({"format": "cmmd", "root": str(tree)}, BINARY)
-    manifest = preprocess_table(table, tree, tmp_path / "images", size=32)
+    manifest = preprocess_table(table, {"": tree}, tmp_path / "images", size=32)
     ok = manifest[manifest["status"] == "ok"]
     assert len(ok) == 8
     for path in ok["image_path"]:
@@ -376,22 +354,25 @@ def test_xlsx_reader(tmp_path):
     assert table.to_dict("records") == [
         {"ID1": "D1-0001", "LeftRight": "R", "classification": "Benign", "_line": 2},
         {"ID1": "D2-0001", "LeftRight": "L", "classification": "Malignant", "_line": 4}]
+    # cells as text: numbers as the CSV export writes them, an empty cell ''
     assert cmmd.read_xlsx(path)["Sheet1"][1] == (2, ["D1-0001", "R", "44", "2", "calcification",
-                                                     "Benign"])
+                                                     "Benign", ""])
 
 
-def test_xlsx_written_by_openpyxl(tmp_path):
-    openpyxl = pytest.importorskip("openpyxl")
-    wb = openpyxl.Workbook()
-    wb.active.title = "notes"
-    wb.active.append(["not the table"])
-    sheet = wb.create_sheet("Sheet1")
-    for row in [HEADER, *CLINICAL]:
-        sheet.append([v if v != "" else None for v in row])
-    wb.save(tmp_path / "c.xlsx")
-    table = cmmd.read_clinical(tmp_path / "c.xlsx")
+def test_xlsx_cell_types(tmp_path):
+    """A float with no fraction reads as a whole number, a boolean as TRUE/FALSE."""
+    path = write_xlsx(tmp_path / "c.xlsx", [HEADER, ["D1-0001", "R", 44.0, 2.5, True, "Benign"]])
+    assert cmmd.read_xlsx(path)["Sheet1"][1] == (2, ["D1-0001", "R", "44", "2.5", "TRUE",
+                                                     "Benign", ""])
+
+
+def test_xlsx_table_on_a_later_sheet_and_further_down(tmp_path):
+    """The first sheet with an ID1 column is the table; Excel row numbers survive blank rows."""
+    path = write_xlsx(tmp_path / "c.xlsx", [[], ["", ""], HEADER, *CLINICAL],
+                      before={"notes": [["not the table"]]})
+    table = cmmd.read_clinical(path)
     assert list(table["ID1"]) == [r[0] for r in CLINICAL]
-    assert list(table["_line"]) == [2, 3, 4, 5, 6]
+    assert list(table["_line"]) == [4, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize("name, sep", [("CMMD_clinicaldata_revision.csv", ","),
@@ -455,5 +436,6 @@ def test_dataset_table(tmp_path):
     elsewhere = write_csv(tmp_path / "my clinical.csv", CLINICAL)
     rows = cmmd.read(root, {"table": str(elsewhere)})
     assert f"{elsewhere.as_posix()}:6" in by_source(rows)
-    with pytest.raises(UserError, match="config dataset.table: .*nope.csv does not exist"):
-        cmmd.read(root, {"table": "nope.csv"})
+    # relative to the root; an xlsx too
+    write_xlsx(root / "mine.xlsx", [HEADER, *CLINICAL])
+    assert "mine.xlsx:6" in by_source(cmmd.read(root, {"table": "mine.xlsx"}))

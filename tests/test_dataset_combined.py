@@ -1,5 +1,6 @@
 """The combined format: several data sets pooled (an INbreast-layout phantom, a csv table and a
-folder per label), with id prefixes, per-source BI-RADS filters and absolute sources."""
+folder per label), with id prefixes, per-source BI-RADS filters, and sources named relative to
+each source's root (no folder of the user's in the manifest), found again through source_roots."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from PIL import Image
 
 from mammosynth.config import validate
-from mammosynth.datasets import combined, ingest
+from mammosynth.datasets import combined, source_file, source_roots
+from mammosynth.datasets.ingest import ingest
 from mammosynth.datasets.phantom import write_phantom
 from mammosynth.errors import UserError
 from mammosynth.imaging.pipeline import preprocess_table
@@ -65,46 +67,86 @@ def sources(data, inbreast_birads=None, csv_birads=None, folder=True) -> list[di
     return out
 
 
+def combined_set(data, **kw) -> dict:
+    return {"format": "combined", "sources": sources(data, **kw)}
+
+
 def read(data, **kw) -> list[dict]:
-    return combined.read(data["base"], {"format": "combined", "sources": sources(data, **kw)})
+    return combined.read(data["base"], combined_set(data, **kw))
 
 
 # --- ids, sources, the dataset column ------------------------------------------------------------
 
-def test_prefixes_absolute_sources_and_dataset_column(data):
-    rows = read(data)
+def test_prefixes_relative_sources_and_dataset_column(data):
+    dataset = combined_set(data)
+    rows = combined.read(data["base"], dataset)
     n_inbreast = len(data["phantom"])
     assert len(rows) == n_inbreast + len(CSV_ROWS) + 2
     by_set = Counter(r["dataset"] for r in rows)
     assert by_set == {"inbreast": n_inbreast, "csv": len(CSV_ROWS), "folder": 2}
-    prefix = {"inbreast": "inbreast0-", "csv": "csv1-", "folder": "folder2-"}
+    name = {"inbreast": "inbreast0", "csv": "csv1", "folder": "folder2"}
+    roots = source_roots(dataset)
+    assert roots == {"inbreast0": str(data["inbreast"]), "csv1": str(data["csv"]),
+                     "folder2": str(data["folder"])}
     for r in rows:
-        assert r["image_id"].startswith(prefix[r["dataset"]])
-        assert r["patient_id"].startswith(prefix[r["dataset"]])
-        assert Path(r["source"]).is_absolute()
+        assert r["image_id"].startswith(name[r["dataset"]] + "-")
+        assert r["patient_id"].startswith(name[r["dataset"]] + "-")
+        # the source's name, then the path under its root: no folder of the user's
+        assert r["source"].startswith(name[r["dataset"]] + "/")
+        assert str(data["base"]) not in r["source"]
         if not r.get("reason"):
-            assert Path(r["source"]).is_file()
+            assert source_file(r["source"], roots).is_file()
     ib = [r for r in rows if r["dataset"] == "inbreast"]
     assert sorted(r["image_id"] for r in ib) == sorted(
         f"inbreast0-{f}" for f in data["phantom"]["file_name"])
     assert sorted(r["source"] for r in ib) == sorted(
-        (data["inbreast"].resolve() / p).as_posix() for p in data["phantom"]["path"])
-    # the csv adapter's reason for the missing image is kept; its source is absolute too
+        f"inbreast0/{p}" for p in data["phantom"]["path"])
+    first = ib[0]["source"]
+    assert source_file(first, roots) == data["inbreast"] / first.removeprefix("inbreast0/")
+    # the csv adapter's reason for the missing image is kept; its source is named the same way
     [missing] = [r for r in rows if r["source"].endswith("missing.png")]
+    assert missing["source"] == "csv1/images/missing.png"
     assert missing["reason"] == "table.csv line 6: no file images/missing.png under the root"
     assert len({r["image_id"] for r in rows}) == len(rows)
 
 
-def test_joining_an_absolute_source_keeps_it():
-    """preprocess_table decodes `root / source`: an absolute source ignores the root."""
-    assert Path("results/anything") / "/data/x/1-1.dcm" == Path("/data/x/1-1.dcm")
+def test_source_file():
+    single = source_roots({"format": "folder", "root": "data/set"})
+    assert single == {"": "data/set"}
+    assert source_file("normal/a.png", single) == Path("data/set/normal/a.png")
+    pooled = {"kau_bcmd0": "data/KAU-BCMD", "cbis_ddsm1": "/abs/CBIS-DDSM"}
+    assert source_file("kau_bcmd0/Birad1/x.jpg", pooled) == Path("data/KAU-BCMD/Birad1/x.jpg")
+    assert source_file("cbis_ddsm1/CBIS-DDSM/1.dcm", pooled) == Path(
+        "/abs/CBIS-DDSM/CBIS-DDSM/1.dcm")
+    # an absolute source (a csv table may list one) is the file itself, whatever the roots
+    assert source_file("/data/x/1-1.dcm", pooled) == Path("/data/x/1-1.dcm")
+    assert source_file("/data/x/1-1.dcm", single) == Path("/data/x/1-1.dcm")
+    with pytest.raises(UserError, match=r"source 'mias2/mdb001\.pgm' names no data set of "
+                                        r"dataset\.sources \(kau_bcmd0, cbis_ddsm1\)"):
+        source_file("mias2/mdb001.pgm", pooled)
 
 
-def test_relative_source_roots_are_made_absolute(data, monkeypatch):
+def test_absolute_source_of_a_csv_source_is_kept(data, tmp_path):
+    image = png(tmp_path / "elsewhere" / "e.png", "R")
+    table = tmp_path / "abs.csv"
+    table.write_text(f"path,birads\n{image},2\n")
+    dataset = {"format": "combined",
+               "sources": [{"format": "csv", "root": str(data["csv"]), "table": str(table)}]}
+    [row] = combined.read(data["base"], dataset)
+    assert row["source"] == str(image) and not row.get("reason")
+    assert source_file(row["source"], source_roots(dataset)) == image
+
+
+def test_relative_source_roots_stay_relative(data, monkeypatch):
+    """A source root relative to the working directory (like dataset.root) stays so."""
     monkeypatch.chdir(data["base"])
-    rows = combined.read(Path("."), {"sources": [{"format": "folder", "root": "folderset"}]})
-    assert {r["source"] for r in rows} == {
-        (data["folder"].resolve() / p).as_posix() for p in ("abnormal/x1.png", "normal/n1.png")}
+    dataset = {"format": "combined", "sources": [{"format": "folder", "root": "folderset"}]}
+    rows = combined.read(Path("."), dataset)
+    assert {r["source"] for r in rows} == {"folder0/abnormal/x1.png", "folder0/normal/n1.png"}
+    roots = source_roots(dataset)
+    assert roots == {"folder0": "folderset"}
+    assert {source_file(r["source"], roots) for r in rows} == {
+        Path("folderset/abnormal/x1.png"), Path("folderset/normal/n1.png")}
 
 
 # --- the BI-RADS filter --------------------------------------------------------------------------
@@ -147,7 +189,9 @@ def test_same_data_set_twice(data):
     rows = combined.read(data["base"], {"sources": src})
     assert len({r["image_id"] for r in rows}) == len(rows)
     assert {r["patient_id"].split("-")[0] for r in rows} == {"inbreast0"}
-    twice = Counter(r["source"] for r in rows if not r.get("reason"))
+    assert {r["source"].split("/")[0] for r in rows} == {"inbreast0", "inbreast1"}
+    # the file under the source's name: used once
+    twice = Counter(r["source"].split("/", 1)[1] for r in rows if not r.get("reason"))
     assert set(twice.values()) == {1}
     n2 = sum(normalize_birads(b) == "2" for b in data["phantom"]["birads"])
     assert n2 > 0
@@ -158,22 +202,17 @@ def test_same_data_set_twice(data):
     assert ok == len(data["phantom"])  # every image used exactly once
 
 
-# --- config problems -----------------------------------------------------------------------------
+# --- problems -------------------------------------------------------------------------------------
+# The sources' shape, formats and roots are the config check's (mammosynth.config); the BI-RADS
+# filter's values are read here.
 
 @pytest.mark.parametrize("src, message", [
-    ([{"format": "combined", "root": "."}], r"sources\[0\]\.format: combined cannot be a source"),
-    ([{"format": "phantom", "root": "."}], r"sources\[0\]\.format: phantom cannot be a source"),
-    ([{"format": "dicomdir", "root": "."}], r"sources\[0\]\.format: 'dicomdir' is not one of "),
-    ([{"format": "folder", "root": "/no/such/folder"}],
-     r"sources\[0\]\.root: /no/such/folder is not a folder; point it at the folder data set"),
-    ([{"format": "folder"}], r"sources\[0\]\.root: required"),
     ([{"format": "folder", "root": ".", "birads": ["7"]}],
      r"sources\[0\]\.birads: '7' is not a BI-RADS category"),
     ([{"format": "folder", "root": ".", "birads": []}],
      r"sources\[0\]\.birads: \[\] is not a list"),
-    ([], r"config dataset\.sources: format combined needs a list of sources"),
 ])
-def test_config_errors(data, src, message):
+def test_birads_filter_errors(data, src, message):
     with pytest.raises(UserError, match=message) as e:
         combined.read(data["base"], {"format": "combined", "sources": src})
     assert "\n" not in str(e.value)
@@ -213,8 +252,8 @@ def test_ingest_then_preprocess(data, tmp_path, labels):
                                                               else {"2"})
     if labels is BIRADS:
         assert set(ok["label"]) <= {f"birads{i}" for i in range(6)}
-    # the root given to preprocess_table does not matter: sources are absolute
-    manifest = preprocess_table(table, tmp_path / "unrelated", tmp_path / "images", size=32)
+    assert not table["source"].str.contains(str(data["base"])).any()
+    manifest = preprocess_table(table, source_roots(dataset), tmp_path / "images", size=32)
     done = manifest[manifest["status"] == "ok"]
     assert len(done) == len(ok) > 0
     for path in done["image_path"]:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mammosynth.datasets import ingest, kau_bcmd
+from mammosynth.datasets import kau_bcmd
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.imaging.pipeline import preprocess_table
 
@@ -226,7 +227,7 @@ def test_ingest_and_preprocess(tmp_path):
         assert (table["status"] == "ok").sum() == len(LOADER)
         assert set(table.loc[table["status"] == "ok", "label"]) == names
         out = tmp_path / f"images-{labels['scheme']}"
-        manifest = preprocess_table(table, root, out, size=32)
+        manifest = preprocess_table(table, {"": root}, out, size=32)
         ok = manifest[manifest["status"] == "ok"]
         assert len(ok) == len(LOADER) and len(manifest) == len(LOADER) + 1
         for row in ok.itertuples():

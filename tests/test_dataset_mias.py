@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mammosynth.datasets import ingest, mias
+from mammosynth.datasets import mias
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.imaging.pipeline import preprocess_table
 
@@ -203,7 +204,7 @@ def test_ingest_and_preprocess(tmp_path):
     pgm(root / "all-mias/mdb212.pgm", "L")  # no row: rejected before preprocessing
     table = run(root)
     out = tmp_path / "images"
-    manifest = preprocess_table(table, root, out, size=32)
+    manifest = preprocess_table(table, {"": root}, out, size=32)
     ok = manifest[manifest["status"] == "ok"]
     assert len(ok) == len(EXPECTED) and len(manifest) == len(EXPECTED) + 1
     assert dict(ok["label"].value_counts()) == {"abnormal": 5, "normal": 5}

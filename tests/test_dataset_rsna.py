@@ -20,7 +20,8 @@ from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1
 
-from mammosynth.datasets import ingest, rsna
+from mammosynth.datasets import rsna
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.imaging import preprocess_array, read_image
 from mammosynth.imaging.pipeline import preprocess_table
@@ -405,7 +406,7 @@ def test_reduced_jpeg2000_decode_keeps_the_traps(tmp_path):
 @pytest.mark.parametrize("labels", [BIRADS, BINARY])
 def test_ingest_then_preprocess(tree, tmp_path, labels):
     table = run(tree, labels)
-    manifest = preprocess_table(table, tree, tmp_path / "images", size=32)
+    manifest = preprocess_table(table, {"": tree}, tmp_path / "images", size=32)
     ok = manifest[manifest["status"] == "ok"]
     assert len(ok) == (4 if labels is BIRADS else 3)
     assert Counter(manifest["status"])["rejected"] == len(table) - len(ok)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import breast_pixels, write_mg_dicom
 
-from mammosynth.datasets import INGEST_COLUMNS, ingest, vindr
+from mammosynth.datasets import INGEST_COLUMNS, vindr
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.labels import normalize_birads
 
@@ -258,7 +259,7 @@ def test_ingest_then_preprocess(tree, tmp_path, labels):
     # a MONOCHROME1 image (inverted on read), as some VinDr machines write
     write_dicom(root, rows[3], photometric="MONOCHROME1")
     table = run(root, labels)
-    manifest = preprocess_table(table, root, tmp_path / "png", size=32)
+    manifest = preprocess_table(table, {"": root}, tmp_path / "png", size=32)
     assert len(manifest) == 12
     assert (manifest["status"] == "ok").all(), manifest["reason"].tolist()
     for path in manifest["image_path"]:
@@ -270,7 +271,7 @@ def test_official_subset_reaches_the_manifest(tree, tmp_path):
     from mammosynth.imaging.pipeline import preprocess_table
 
     root, _ = tree
-    manifest = preprocess_table(run(root), root, tmp_path / "png", size=32)
+    manifest = preprocess_table(run(root), {"": root}, tmp_path / "png", size=32)
     assert dict(Counter(manifest["official_subset"])) == {"training": 8, "test": 4}
 
 
@@ -282,7 +283,7 @@ def test_for_processing_image_is_accounted_for(tree, tmp_path):
 
     root, rows = tree
     write_dicom(root, rows[8], PresentationIntentType="FOR PROCESSING")
-    manifest = preprocess_table(run(root), root, tmp_path / "png", size=32)
+    manifest = preprocess_table(run(root), {"": root}, tmp_path / "png", size=32)
     assert len(manifest) == 12 and (manifest["status"] == "ok").sum() >= 11
     rec = by_id(manifest)[rows[8]["image_id"]]
     if rec["status"] == "ok":

@@ -385,7 +385,7 @@ def test_preprocess_table_counts_laterality_disagreements(tmp_path, caplog, orie
             "image_id": image_id, "patient_id": "p", "status": "ok",
             "source": f"{image_id}.png", "laterality": lat})
     with caplog.at_level(logging.INFO, logger="mammosynth.imaging.pipeline"):
-        manifest = preprocess_table(pd.DataFrame(rows), data, tmp_path / "out", size=32,
+        manifest = preprocess_table(pd.DataFrame(rows), {"": data}, tmp_path / "out", size=32,
                                     orientation=orientation)
     assert (manifest["status"] == "ok").all()
     by_id = manifest.set_index("image_id")
@@ -633,7 +633,8 @@ def test_preprocess_table_decodes_j2k_reduced_and_records_the_stored_size(tmp_pa
     j2k_mammogram(tmp_path / "data/j.dcm")
     row = dict.fromkeys(INGEST_COLUMNS, "") | {"image_id": "j", "status": "ok",
                                                "source": "j.dcm", "laterality": "R"}
-    manifest = preprocess_table(pd.DataFrame([row]), tmp_path / "data", tmp_path / "out", size=32)
+    manifest = preprocess_table(pd.DataFrame([row]), {"": tmp_path / "data"}, tmp_path / "out",
+                                size=32)
     rec = manifest.iloc[0]
     assert rec["status"] == "ok" and (rec["orig_height"], rec["orig_width"]) == (256, 192)
     reduced = preprocess_array(read_image(tmp_path / "data/j.dcm", target=32), "R", 32)[0]

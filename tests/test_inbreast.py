@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mammosynth.datasets import INGEST_COLUMNS, ingest, inbreast
+from mammosynth.datasets import INGEST_COLUMNS, inbreast
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 
 BIRADS_COUNTS = {"1": 67, "2": 220, "3": 23, "4a": 13, "4b": 8, "4c": 22, "5": 49, "6": 8}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mammosynth.datasets import INGEST_COLUMNS, ingest, pseudonym
+from mammosynth.datasets import INGEST_COLUMNS, pseudonym
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.labels import BIRADS, label_map, label_names, normalize_birads
 
@@ -217,11 +218,13 @@ def test_csv_without_label_or_birads_column_is_a_user_error(tmp_path):
         csv_ingest(tmp_path)
 
 
-def test_csv_missing_table_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
-        csv_ingest(tmp_path, table="nope.csv")
-    with pytest.raises(UserError, match="dataset.table"):
-        ingest({"format": "csv", "root": str(tmp_path)}, BINARY)
+def test_csv_unreadable_table_is_a_user_error(tmp_path):
+    """The config check makes sure dataset.table exists; one that cannot be read (a folder here,
+    or a file gone since) still ends in one line naming it, not a traceback."""
+    (tmp_path / "list.csv").mkdir()
+    with pytest.raises(UserError, match=r"list\.csv: cannot read it \(Is a directory\); "
+                                        "dataset.table must name a readable file"):
+        csv_ingest(tmp_path)
 
 
 def test_csv_table_absolute_path(tmp_path):
@@ -265,12 +268,13 @@ def test_folder_adapter(tmp_path):
 
 def test_folder_adapter_suffixes_and_top_level_files(tmp_path):
     for rel in ("normal/A.PNG", "normal/b.dcm", "abnormal/c.TIFF", "loose.png",
-                "normal/d.jpg.txt"):
+                "normal/d.jpg.txt", "abnormal/e.bmp", "normal/f.DICOM"):
         touch(tmp_path, rel)
     (tmp_path / "normal" / "dir.png").mkdir()  # a folder whose name looks like an image
     df = folder_ingest(tmp_path)
-    assert sorted(df["source"]) == ["abnormal/c.TIFF", "loose.png", "normal/A.PNG",
-                                    "normal/b.dcm"]
+    # the suffixes every adapter uses (imaging.decode.INPUT_SUFFIXES), any case
+    assert sorted(df["source"]) == ["abnormal/c.TIFF", "abnormal/e.bmp", "loose.png",
+                                    "normal/A.PNG", "normal/b.dcm", "normal/f.DICOM"]
     loose = df[df["source"] == "loose.png"].iloc[0]
     assert loose["status"] == "rejected" and "no BI-RADS value or label" in loose["reason"]
     assert (df.loc[df["source"] != "loose.png", "status"] == "ok").all()

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mammosynth.datasets import MANIFEST_COLUMNS, ingest
+from mammosynth.datasets import MANIFEST_COLUMNS
+from mammosynth.datasets.ingest import ingest
 from mammosynth.errors import UserError
 from mammosynth.imaging.pipeline import EXTRA_COLUMNS, fail_on_rejections, preprocess_table
 
@@ -70,7 +71,7 @@ def dataset(tmp_path_factory):
     root = build_dataset(tmp_path_factory.mktemp("data"))
     table = run_ingest(root)
     out = tmp_path_factory.mktemp("run1")
-    manifest = preprocess_table(table, root, out / "images", size=32, workers=1)
+    manifest = preprocess_table(table, {"": root}, out / "images", size=32, workers=1)
     return root, table, manifest, out
 
 
@@ -135,7 +136,7 @@ def test_each_bad_input_is_rejected_with_its_reason(dataset, rel):
 def test_workers_2_gives_the_same_manifest(dataset):
     root, table, manifest, _ = dataset
     out = root.parent / (root.name + "-w2")
-    parallel = preprocess_table(table, root, out / "images", size=32, workers=2)
+    parallel = preprocess_table(table, {"": root}, out / "images", size=32, workers=2)
     norm = lambda m: m.drop(columns="image_path").astype(str).reset_index(drop=True)
     pd.testing.assert_frame_equal(norm(parallel), norm(manifest))
     for a, b in zip(manifest["image_path"], parallel["image_path"]):
@@ -176,7 +177,7 @@ def test_no_phi_in_the_pngs(dataset):
 def test_fail_mode_names_a_file_rejected_at_ingest(dataset, tmp_path):
     root, table, _, _ = dataset
     with pytest.raises(UserError) as err:
-        preprocess_table(table, root, tmp_path / "images", size=32, on_bad_image="fail")
+        preprocess_table(table, {"": root}, tmp_path / "images", size=32, on_bad_image="fail")
     first_bad = table[table["status"] == "rejected"].iloc[0]["source"]
     assert first_bad in str(err.value) and "2 input(s) rejected" in str(err.value)
     with pytest.raises(UserError, match="dicoms/missing.dcm"):
@@ -189,14 +190,14 @@ def test_fail_mode_names_a_file_that_cannot_be_decoded(tmp_path):
     table = run_ingest(root)
     assert (table["status"] == "ok").all()
     with pytest.raises(UserError) as err:
-        preprocess_table(table, root, tmp_path / "images", size=32, on_bad_image="fail")
+        preprocess_table(table, {"": root}, tmp_path / "images", size=32, on_bad_image="fail")
     assert "dicoms/empty.dcm" in str(err.value) and "empty" in str(err.value)
 
 
 def test_all_good_manifest(tmp_path):
     root = build_dataset(tmp_path / "data", bad={})
     table = run_ingest(root)
-    manifest = preprocess_table(table, root, tmp_path / "images", size=32, workers=1,
+    manifest = preprocess_table(table, {"": root}, tmp_path / "images", size=32, workers=1,
                                 on_bad_image="fail")
     assert (manifest["status"] == "ok").all() and len(manifest) == len(GOOD)
     assert all(Path(p).is_file() for p in manifest["image_path"])
@@ -212,7 +213,7 @@ def test_ids_are_pseudonyms_and_source_is_the_given_path(tmp_path):
     (root / "list.csv").write_text("path,birads,patient_id\n"
                                    "MRN12345/left_cc.dcm,1,MRN12345\n"
                                    "MRN12345/right_cc.dcm,2,MRN12345\n")
-    manifest = preprocess_table(run_ingest(root), root, tmp_path / "images", size=32)
+    manifest = preprocess_table(run_ingest(root), {"": root}, tmp_path / "images", size=32)
     assert (manifest["status"] == "ok").all()
     ids = manifest[["image_id", "patient_id", "image_path"]].to_csv(index=False)
     assert "MRN12345" not in ids and "left_cc" not in ids

@@ -1,5 +1,5 @@
-from mammosynth.datasets import ingest
-from mammosynth.errors import job
+from mammosynth.datasets.ingest import ingest
+from mammosynth.runtime import job
 from mammosynth.imaging.pipeline import fail_on_rejections
 
 with job(snakemake.log[0]) as log:

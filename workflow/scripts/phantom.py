@@ -1,5 +1,5 @@
 from mammosynth.datasets.phantom import write_phantom
-from mammosynth.errors import job
+from mammosynth.runtime import job
 
 with job(snakemake.log[0]) as log:
     table = write_phantom(snakemake.output[0], seed=snakemake.params.seed,

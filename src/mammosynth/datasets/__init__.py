@@ -1,8 +1,17 @@
-"""Data set adapters. Each reads a data set as downloaded and returns one ingest table.
+"""Data set adapters: the format registry, the tables' columns, and the helpers adapters share.
 
-The ingest table has one row per input (a metadata row, an image file, or both linked), with the
-columns of `INGEST_COLUMNS`; `status` is `ok` or `rejected` and `reason` says why in words.
+Each adapter (one module per format, named in `FORMATS`) reads a data set as downloaded and
+returns one dict per input (a metadata row, an image file, or both linked) with keys of
+`INGEST_COLUMNS` (plus `OPTIONAL_COLUMNS`); the ingest stage (`mammosynth.datasets.ingest`) labels
+them into the ingest table, whose `status` is `ok` or `rejected` and `reason` says why in words.
 The preprocessing step adds `image_path` and rejects images it cannot decode: that is the manifest.
+
+The `source` column names each input's file without the user's folder names: relative to the data
+set's root (format combined: `<format><index>/` + the path relative to that source's root).
+`source_roots(dataset)` maps those prefixes to folders; `source_file` finds a `source`'s file
+through that mapping.
+The config has been checked before any of this runs (mammosynth.config): dataset.format is one of
+`FORMATS`, dataset.root (or each source's root) is a folder.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from pathlib import Path
 import pandas as pd
 
 from mammosynth.errors import UserError
-from mammosynth.labels import label_map, label_names, normalize_birads
 
 INGEST_COLUMNS = ["image_id", "patient_id", "laterality", "view", "birads", "label",
                   "status", "reason", "source"]
@@ -28,6 +36,59 @@ OPTIONAL_COLUMNS = ["label_level", "official_subset", "dataset"]
 FORMATS = {"phantom": "inbreast", "inbreast": "inbreast", "csv": "csv", "folder": "folder",
            "cbis_ddsm": "cbis_ddsm", "vindr": "vindr", "kau_bcmd": "kau_bcmd", "rsna": "rsna",
            "cmmd": "cmmd", "mias": "mias", "combined": "combined"}
+
+
+def adapter(fmt: str):
+    """The adapter module of a dataset.format (a checked config names one of FORMATS)."""
+    import importlib
+
+    return importlib.import_module(f"mammosynth.datasets.{FORMATS[fmt]}")
+
+
+# --- where each input's file is: the `source` column ---------------------------------------------
+
+def source_prefix(index: int, source: dict) -> str:
+    """The name of dataset.sources[index] of a combined data set: `<format><index>` (kau_bcmd0).
+    Its rows' `source` starts with it and a `/`; their image ids with it and a `-`."""
+    return f"{source['format']}{index}"
+
+
+def source_roots(dataset: dict) -> dict[str, str]:
+    """The folders the `source` column is relative to, for the config's `dataset` section:
+    {"": dataset.root} for a single data set; for format combined {source_prefix: that source's
+    root} (e.g. {"kau_bcmd0": "data/KAU-BCMD", "cbis_ddsm1": "data/CBIS-DDSM"}). Roots are kept
+    as the config writes them (relative to the working directory, like dataset.root)."""
+    if dataset["format"] == "combined":
+        return {source_prefix(i, s): str(s["root"]) for i, s in enumerate(dataset["sources"])}
+    return {"": str(dataset["root"])}
+
+
+def source_file(source: str, roots: dict[str, str]) -> Path:
+    """The file a `source` names: an absolute source as it is (a csv table may list absolute
+    paths), a relative one under roots[""], or, without that key (format combined), under the
+    root of its first path part (`kau_bcmd0/Birad1/x.jpg` -> roots["kau_bcmd0"] / Birad1/x.jpg)."""
+    if Path(source).is_absolute():
+        return Path(source)
+    if "" in roots:
+        return Path(roots[""]) / source
+    prefix, _, rest = source.partition("/")
+    if prefix not in roots:
+        raise UserError(f"source {source!r} names no data set of dataset.sources "
+                        f"({', '.join(roots)}): results/data/ingest.csv is from another config; "
+                        "delete it and run again")
+    return Path(roots[prefix]) / rest
+
+
+# --- helpers of the adapters ---------------------------------------------------------------------
+
+def unlisted(files: dict, linked: set, folders, rel, reason: str, prefix: str = "") -> list[dict]:
+    """A rejected row for each image file no metadata row links (files: {key: [paths]}): its
+    folder is its patient when `folders` knows it (the data sets that file images by patient or
+    study folder)."""
+    return [{"image_id": f"unlisted-{prefix}{path.stem}",
+             "patient_id": path.parent.name if path.parent.name in folders else "",
+             "label_level": "breast", "source": rel(path), "reason": reason}
+            for paths in files.values() for path in paths if path not in linked]
 
 
 def pseudonym(value: str, prefix: str) -> str:
@@ -56,65 +117,3 @@ def read_metadata(path: Path, required: tuple[str, ...], what: str, hint: str,
     table = table.apply(lambda col: col.astype(str).str.strip())
     table["_line"] = range(2, len(table) + 2)
     return table
-
-
-def ingest(dataset: dict, labels: dict) -> pd.DataFrame:
-    """Read the data set named by the config's `dataset` section; label it with `labels`."""
-    import importlib
-
-    if dataset.get("format") not in FORMATS:
-        raise UserError(f"config dataset.format: {dataset.get('format')!r} is not one of "
-                        f"{', '.join(sorted(FORMATS))}")
-    adapter = importlib.import_module(f"mammosynth.datasets.{FORMATS[dataset['format']]}")
-    combined = dataset["format"] == "combined"  # each source has its own root
-    if not dataset.get("root") and not combined:
-        raise UserError("config dataset.root: required (the folder holding the data set)")
-    root = Path(dataset.get("root") or ".")
-    if not root.is_dir() and not combined:
-        raise UserError(f"config dataset.root: {root} is not a folder; point it at the data set "
-                        "as downloaded")
-    rows = adapter.read(root, dataset)
-    if not rows:
-        raise UserError(f"config dataset.root: the data set has no inputs: no metadata rows and no "
-                        f"image files were found under {root} (dataset.format: "
-                        f"{dataset['format']}); point it at the data set as downloaded")
-    return finalize(rows, labels)
-
-
-def finalize(rows: list[dict], labels: dict) -> pd.DataFrame:
-    """Normalise BI-RADS, map labels, reject what cannot be labelled; one row per input."""
-    birads_to_label = label_map(labels)
-    names = set(label_names(labels))
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        row = {col: row.get(col) or "" for col in INGEST_COLUMNS + OPTIONAL_COLUMNS}
-        raw = row["birads"]
-        reasons = [row["reason"]] if row["reason"] else []
-        if raw:
-            birads = normalize_birads(raw)
-            if birads is None:
-                reasons.append(f"unknown BI-RADS value {raw!r}")
-            else:
-                row["birads"] = birads
-                if not row["label"]:
-                    row["label"] = birads_to_label.get(birads, "")
-                    if not row["label"]:
-                        reasons.append(f"BI-RADS {birads} is not mapped to a label "
-                                       "(config labels.scheme / labels.map)")
-        if row["label"] and row["label"] not in names:
-            reasons.append(f"label {row['label']!r} is not one of the config's labels "
-                           f"({', '.join(sorted(names))})")
-        if not row["label"] and not reasons:
-            reasons.append("no BI-RADS value or label")
-        if row["image_id"] in seen:
-            reasons.append(f"duplicate image id {row['image_id']}")
-        seen.add(row["image_id"])
-        row["reason"] = "; ".join(reasons)
-        row["status"] = "rejected" if reasons else "ok"
-        out.append(row)
-    if not out:
-        raise UserError("the data set has no inputs: no metadata rows and no image files were found")
-    table = pd.DataFrame(out, columns=INGEST_COLUMNS + OPTIONAL_COLUMNS)
-    unused = [c for c in OPTIONAL_COLUMNS if (table[c] == "").all()]
-    return table.drop(columns=unused)

@@ -24,10 +24,11 @@ Point `dataset.root` at the folder holding both the `CMMD/` image folder and the
   assumed)"). A patient missing altogether, a clinical row without images, a repeated row, a
   classification that is neither Benign nor Malignant, and two rows of one breast that disagree
   are rejected with their reason too.
-- The xlsx is read by a small built-in reader (openpyxl is not needed: pd.read_excel failed for
-  some users). A CSV converted from it is accepted as well: `CMMD_clinicaldata_revision*.csv` or
+- The xlsx is read with openpyxl (the first sheet with an ID1 column; cached values, not
+  formulas). A CSV converted from it is accepted as well: `CMMD_clinicaldata_revision*.csv` or
   `label.csv` under the root (comma, semicolon or tab separated, with the same columns), or any
-  file named by `dataset.table` (relative to the root, or absolute). The xlsx is used first.
+  file named by `dataset.table` (relative to the root, or absolute; the config check makes sure
+  it exists). The xlsx is used first.
 - A DICOM stored twice (same SOPInstanceUID) is used once; the copy is rejected.
 - Pixels: 8-bit MONOCHROME2, FOR PRESENTATION, WindowCenter 128 / WindowWidth 256 (decoded by
   imaging.decode like any DICOM).
@@ -40,14 +41,15 @@ import hashlib
 import io
 import logging
 import re
-import xml.etree.ElementTree as ET
-import zipfile
+import warnings
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pydicom
 
 from mammosynth.errors import UserError
+from mammosynth.imaging.decode import DICOM_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ ID = re.compile(r"^D\d+-\d+$")  # ID1: D1-0001 ... D2-0749
 REQUIRED = ("ID1", "LeftRight", "classification")
 CLASSES = {"benign": "Benign", "malignant": "Malignant"}
 SIDES = {"L": "L", "R": "R", "LEFT": "L", "RIGHT": "R"}
-DICOM_SUFFIXES = {".dcm", ".dicom"}
 # ViewCodeSequence CodeValue (SNOMED CT, and the older SRT codes) and CodeMeaning -> view
 VIEW_CODES = {"399162004": "CC", "R-10242": "CC", "399368009": "MLO", "R-10226": "MLO",
               "399260004": "ML", "R-10224": "ML", "399352003": "LM", "R-10228": "LM",
@@ -68,68 +69,28 @@ NOT_ASSUMED = "usually normal; not assumed"
 
 # --- the clinical file ---------------------------------------------------------------------------
 
-_M = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-_PR = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-
-
-def _column_index(ref: str) -> int:
-    letters = re.match(r"[A-Z]+", ref.upper())
-    n = 0
-    for ch in letters.group() if letters else "":
-        n = n * 26 + ord(ch) - 64
-    return n - 1
-
-
-def _text(node) -> str:
-    """The text of a shared or inline string: plain <t> or rich-text runs, not phonetic hints."""
-    parts = [t.text or "" for t in node.findall(f"{_M}t")]
-    parts += [t.text or "" for r in node.findall(f"{_M}r") for t in r.findall(f"{_M}t")]
-    return "".join(parts)
-
-
-def _sheet_rows(xml: bytes, shared: list[str]) -> list[tuple[int, list[str]]]:
-    rows = []
-    for n, row in enumerate(ET.fromstring(xml).iter(f"{_M}row"), start=1):
-        number = int(row.get("r") or n)
-        cells: list[str] = []
-        for c in row.findall(f"{_M}c"):
-            col = _column_index(c.get("r")) if c.get("r") else len(cells)
-            kind, v, inline = c.get("t"), c.find(f"{_M}v"), c.find(f"{_M}is")
-            text = v.text or "" if v is not None else ""
-            if kind == "s":
-                value = shared[int(text)] if text else ""
-            elif kind == "inlineStr":
-                value = _text(inline) if inline is not None else ""
-            elif kind == "b":
-                value = {"1": "TRUE", "0": "FALSE"}.get(text, "")
-            else:  # numbers, formula strings, errors
-                value = text
-            cells += [""] * (col + 1 - len(cells))
-            cells[col] = value
-        rows.append((number, cells))
-    return rows
+def _cell_text(value) -> str:
+    """A cell as the CSV export of it would write it: 44 for 44.0, TRUE/FALSE, '' for empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def read_xlsx(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
-    """Every sheet of an .xlsx file, in workbook order: name -> (Excel row number, cell texts).
-
-    Standard library only: the CMMD table is plain text and numbers (no openpyxl needed).
-    """
-    with zipfile.ZipFile(path) as z:
-        names = set(z.namelist())
-        shared = []
-        if "xl/sharedStrings.xml" in names:
-            shared = [_text(si) for si in
-                      ET.fromstring(z.read("xl/sharedStrings.xml")).findall(f"{_M}si")]
-        rels = {r.get("Id"): r.get("Target") for r in
-                ET.fromstring(z.read("xl/_rels/workbook.xml.rels")).findall(f"{_PR}Relationship")}
-        sheets = {}
-        for sheet in ET.fromstring(z.read("xl/workbook.xml")).iter(f"{_M}sheet"):
-            target = rels[sheet.get(f"{_R}id")]
-            part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            sheets[sheet.get("name")] = _sheet_rows(z.read(part), shared)
-    return sheets
+    """Every sheet of an .xlsx file, in workbook order: name -> (Excel row number, cell texts)."""
+    with warnings.catch_warnings():  # "Workbook contains no default style" and the like
+        warnings.simplefilter("ignore", UserWarning)
+        book = openpyxl.load_workbook(path, data_only=True)
+    try:
+        return {sheet.title: [(n, [_cell_text(v) for v in values]) for n, values in
+                              enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1)]
+                for sheet in book.worksheets}
+    finally:
+        book.close()
 
 
 def _read_csv(path: Path) -> list[tuple[int, list[str]]]:
@@ -156,7 +117,7 @@ def read_clinical(path: Path) -> pd.DataFrame:
             lines = next((rows for rows in sheets if _has_id(rows)), sheets[0] if sheets else [])
         else:
             lines = _read_csv(path)
-    except (zipfile.BadZipFile, KeyError, ET.ParseError, ValueError, IndexError, OSError) as e:
+    except Exception as e:  # not an xlsx (an HTML login page, a truncated download), unreadable
         said = " ".join(str(e).split()) or type(e).__name__
         raise UserError(f"{path}: cannot read it as the CMMD clinical table ({said}); restore "
                         "the file as downloaded from TCIA, or save it as CSV "
@@ -181,12 +142,9 @@ def read_clinical(path: Path) -> pd.DataFrame:
 
 def find_clinical(root: Path, dataset: dict, files: list[Path]) -> tuple[pd.DataFrame, Path]:
     """dataset.table, else the xlsx, else a converted CSV under root: the first one readable."""
-    if dataset.get("table"):
+    if dataset.get("table"):  # the config check has made sure it exists
         path = Path(dataset["table"])
         path = path if path.is_absolute() else root / path
-        if not path.is_file():
-            raise UserError(f"config dataset.table: {path} does not exist (the CMMD clinical "
-                            "table, CMMD_clinicaldata_revision.xlsx or a CSV of it)")
         return read_clinical(path), path
     lower = {p: p.name.lower() for p in files}
     candidates = sorted((p for p in files if lower[p].startswith("cmmd_clinicaldata")

@@ -8,12 +8,17 @@
         - {format: cbis_ddsm, root: data/CBIS-DDSM, birads: [0, 2]}
 
 - Each source is read by its own adapter (any format but phantom and combined), with its own
-  root (relative to the working directory, like dataset.root) and, for csv, its table.
-- Ids never collide: `image_id` gets the prefix `<format><index>-` (`kau_bcmd0-`), `patient_id`
-  the prefix of the first source with the same format and root, so that a data set listed twice
-  (say with different BI-RADS filters) keeps each patient one patient for the splits.
-- `source` becomes an absolute path (the source's root joined with the adapter's relative path),
-  so the preprocessing step's `root / source` finds the file whatever dataset.root is.
+  root (relative to the working directory, like dataset.root) and, for csv, its table. The config
+  check (mammosynth.config) has made sure there are sources, each with a known format and a root
+  that is a folder.
+- Each source has a name, `<format><index>` (`kau_bcmd0`; `source_prefix`). Ids never collide:
+  `image_id` gets the prefix `<name>-` (`kau_bcmd0-`), `patient_id` the prefix of the first source
+  with the same format and root, so that a data set listed twice (say with different BI-RADS
+  filters) keeps each patient one patient for the splits.
+- `source` becomes `<name>/<path relative to the source's root>` (`kau_bcmd0/Birad1/x.jpg`): no
+  folder of the user's in the manifest. `source_roots(dataset)` maps each name to its root, and
+  the preprocessing step finds the file through it (`source_file`). An absolute path an adapter
+  gives (a csv table may list some) is kept as it is.
 - The optional manifest column `dataset` names each row's source format.
 - `birads`: keep only these BI-RADS categories of this source; any other row is rejected ("BI-RADS
   X not kept for this source (dataset.sources[i].birads)"), and so is a row with no BI-RADS at all
@@ -24,16 +29,15 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
+from mammosynth.datasets import adapter, source_prefix
 from mammosynth.errors import UserError
 from mammosynth.labels import BIRADS, normalize_birads
 
-REFUSED = ("combined", "phantom")
-
 
 def _keep(i: int, source: dict) -> set[str] | None:
+    """The BI-RADS categories dataset.sources[i].birads keeps (None: no filter)."""
     if source.get("birads") is None:
         return None
     values = source["birads"]
@@ -50,48 +54,19 @@ def _keep(i: int, source: dict) -> set[str] | None:
     return keep
 
 
-def _adapter(i: int, source: dict):
-    from mammosynth.datasets import FORMATS
-
-    fmt = source.get("format")
-    if fmt in REFUSED:
-        raise UserError(f"config dataset.sources[{i}].format: {fmt} cannot be a source of a "
-                        "combined data set; list the data sets themselves (for the phantom: "
-                        "format inbreast, root resources/phantom, after generating it)")
-    if fmt not in FORMATS:
-        raise UserError(f"config dataset.sources[{i}].format: {fmt!r} is not one of "
-                        f"{', '.join(sorted(set(FORMATS) - set(REFUSED)))}")
-    return importlib.import_module(f"mammosynth.datasets.{FORMATS[fmt]}")
-
-
 def read(root: Path, dataset: dict) -> list[dict]:
-    sources = dataset.get("sources")
-    if not sources or not isinstance(sources, list):
-        raise UserError("config dataset.sources: format combined needs a list of sources, each "
-                        "{format, root} and optionally table and birads; see README, Data sets")
     rows: list[dict] = []
     patient_tags: dict[tuple[str, Path], str] = {}
-    used: dict[str, int] = {}  # absolute image path -> the source that has it
-    for i, source in enumerate(sources):
-        if not isinstance(source, dict):
-            raise UserError(f"config dataset.sources[{i}]: {source!r} is not a mapping "
-                            "{format, root, ...}")
-        adapter = _adapter(i, source)
+    used: dict[Path, int] = {}  # image file (absolute) -> the source that has it
+    for i, source in enumerate(dataset["sources"]):
         keep = _keep(i, source)
-        if not source.get("root"):
-            raise UserError(f"config dataset.sources[{i}].root: required (the {source['format']} "
-                            "data set as downloaded)")
+        fmt, name = source["format"], source_prefix(i, source)
         src_root = Path(source["root"])
-        if not src_root.is_dir():
-            raise UserError(f"config dataset.sources[{i}].root: {src_root} is not a folder; point "
-                            f"it at the {source['format']} data set as downloaded")
-        src_root = src_root.resolve()
-        fmt = source["format"]
-        tag = f"{fmt}{i}-"
-        patient_tag = patient_tags.setdefault((fmt, src_root), tag)
-        sub = {**source, "root": str(src_root),
-               "on_bad_image": dataset.get("on_bad_image", "reject")}
-        got = adapter.read(src_root, sub)
+        absolute = src_root.resolve()  # one data set spelt two ways is still one
+        tag = f"{name}-"
+        patient_tag = patient_tags.setdefault((fmt, absolute), tag)
+        sub = {**source, "on_bad_image": dataset.get("on_bad_image", "reject")}
+        got = adapter(fmt).read(src_root, sub)
         if not got:
             raise UserError(f"config dataset.sources[{i}].root: no inputs found under {src_root} "
                             f"(format {fmt}); point it at the data set as downloaded")
@@ -102,7 +77,8 @@ def read(root: Path, dataset: dict) -> list[dict]:
             if row.get("patient_id"):
                 row["patient_id"] = patient_tag + str(row["patient_id"])
             source_path = str(row.get("source") or "")
-            row["source"] = (src_root / source_path).as_posix() if source_path else ""
+            if source_path and not Path(source_path).is_absolute():
+                row["source"] = f"{name}/{source_path}"
             row["dataset"] = fmt
             if keep is not None:
                 raw = row.get("birads") or ""
@@ -114,12 +90,13 @@ def read(root: Path, dataset: dict) -> list[dict]:
                     reasons.append(f"BI-RADS {b} not kept for this source "
                                    f"(dataset.sources[{i}].birads)")
                 # an unknown value: finalize says "unknown BI-RADS value"
-            if not reasons and row["source"]:
-                if row["source"] in used:
+            if not reasons and source_path:
+                image = absolute / source_path
+                if image in used:
                     reasons.append("the same image is listed by "
-                                   f"dataset.sources[{used[row['source']]}]; it is used once")
+                                   f"dataset.sources[{used[image]}]; it is used once")
                 else:
-                    used[row["source"]] = i
+                    used[image] = i
             row["reason"] = "; ".join(reasons)
             rows.append(row)
     return rows

@@ -22,8 +22,6 @@ SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise UserError(f"config dataset.table: {path} does not exist")
     try:
         with open(path, encoding="utf-8-sig") as f:
             header = next((line for line in f if line.strip()), "")
@@ -34,6 +32,9 @@ def read_table(path: Path) -> pd.DataFrame:
                             encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8")
+    except OSError as e:  # the config check saw it; it went away, or cannot be read by this user
+        raise UserError(f"{path}: cannot read it ({e.strerror}); dataset.table must name a "
+                        "readable file") from e
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the table is empty; it needs a header line (path, birads or "
                         "label, ...) and a line per image") from None
@@ -51,10 +52,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def read(root: Path, dataset: dict) -> list[dict]:
-    if not dataset.get("table"):
-        raise UserError("config dataset.table: required for dataset.format: csv (the table that "
-                        "lists the images)")
-    path = Path(dataset["table"])
+    path = Path(dataset["table"])  # the config check requires it for format csv
     path = path if path.is_absolute() else root / path
     table = read_table(path)
     if "path" not in table.columns or not {"birads", "label"} & set(table.columns):

@@ -31,11 +31,10 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from mammosynth.errors import UserError
-from mammosynth.imaging.decode import IMAGE_SUFFIXES
+from mammosynth.imaging.decode import INPUT_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGES = IMAGE_SUFFIXES | {".dcm", ".dicom"}
 # Class folders: Birad1, BIRAD1, BI-RADS 1, birads_4 ... and the inner b1/b3/b4 of some copies.
 CLASS_FOLDER = re.compile(r"^(?:bi-?rads?[\s_-]*|b)([0-6])$", re.IGNORECASE)
 STEM = re.compile(r"^(?P<year>\d{4})_(?P<patient>[A-Za-z0-9-]+)_(?P<view>[A-Za-z]+)_"
@@ -97,7 +96,8 @@ def aspect_problem(path: Path) -> str:
 
 
 def read(root: Path, dataset: dict) -> list[dict]:
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGES and p.is_file())
+    paths = sorted(p for p in root.rglob("*")
+                   if p.suffix.lower() in INPUT_SUFFIXES and p.is_file())
     if not any(CLASS_FOLDER.match(p.name) for p in root.rglob("*") if p.is_dir()):
         raise UserError(f"{root}: no BI-RADS class folder (Birad1, Birad3, Birad4, Birad5) found; "
                         "point dataset.root at the KAU-BCMD download that holds them")

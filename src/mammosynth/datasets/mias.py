@@ -29,9 +29,8 @@ import re
 from pathlib import Path
 
 from mammosynth.errors import UserError
-from mammosynth.imaging.decode import IMAGE_SUFFIXES
+from mammosynth.imaging.decode import INPUT_SUFFIXES
 
-IMAGES = IMAGE_SUFFIXES | {".dcm", ".dicom"}
 REFNUM = re.compile(r"^mdb(\d{3,})$", re.IGNORECASE)
 CLASSES = {"CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "NORM"}
 SEVERITIES = {"B", "M"}
@@ -103,7 +102,8 @@ def read(root: Path, dataset: dict) -> list[dict]:
 
     files: dict[str, list[Path]] = {}
     others: list[Path] = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGES and p.is_file()):
+    for path in sorted(p for p in root.rglob("*")
+                       if p.suffix.lower() in INPUT_SUFFIXES and p.is_file()):
         match = REFNUM.match(path.stem.strip())
         if match:
             files.setdefault(f"mdb{match[1]}", []).append(path)

@@ -109,7 +109,7 @@ class _ImageSpec:
 # --------------------------------------------------------------------------
 
 
-# Strings of the fake identifying tags: none may appear in any output (tests/test_pipeline.py).
+# Strings of the fake identifying tags: none may appear in any output (tests/test_workflow.py).
 # Each is 6+ characters, so that it cannot turn up by chance in binary files.
 PHI_MARKERS = ("PHANTOM^JANE", "19600101", "PHIPID", "PHIACC", "Mercy Hospital of Nowhere",
                "PHYSICIAN^PHI")

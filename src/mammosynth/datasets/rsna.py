@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mammosynth.datasets import read_metadata
+from mammosynth.datasets import read_metadata, unlisted
 from mammosynth.errors import UserError
 
 TRAIN, TEST = "train.csv", "test.csv"
@@ -153,14 +153,8 @@ def link(table: pd.DataFrame, meta_name: str, files: dict[str, list[Path]], labe
         seen.add(image_id)
         rows.append(row)
 
-    for paths in files.values():
-        for path in paths:
-            if path not in linked:
-                folder = path.parent.name
-                rows.append({"image_id": f"unlisted-{prefix}{path.stem}",
-                             "patient_id": folder if folder in patients else "",
-                             "label_level": "breast", "source": rel(path),
-                             "reason": (f"no row in {meta_name} for this DICOM" if labelled else
-                                        f"competition test image ({TEST_IMAGES}/): it has no "
-                                        "BIRADS or cancer value, so it cannot be labelled")})
+    rows += unlisted(files, linked, patients, rel,
+                     f"no row in {meta_name} for this DICOM" if labelled else
+                     f"competition test image ({TEST_IMAGES}/): it has no BIRADS or cancer "
+                     "value, so it cannot be labelled", prefix)
     return rows

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mammosynth.datasets import read_metadata
+from mammosynth.datasets import read_metadata, unlisted
 from mammosynth.errors import UserError
+from mammosynth.imaging.decode import DICOM_SUFFIXES
 
 TABLE = "breast-level_annotations.csv"
 REQUIRED = ("study_id", "image_id", "laterality", "view_position", "breast_birads", "split")
-SUFFIXES = {".dicom", ".dcm"}
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -68,7 +68,7 @@ def read(root: Path, dataset: dict) -> list[dict]:
     studies = set(table["study_id"])
 
     files: dict[str, list[Path]] = {}
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in DICOM_SUFFIXES
                        and p.is_file()):
         files.setdefault(path.stem, []).append(path)
 
@@ -113,12 +113,5 @@ def read(root: Path, dataset: dict) -> list[dict]:
         seen.add(image_id)
         rows.append(row)
 
-    for paths in files.values():
-        for path in paths:
-            if path not in linked:
-                folder = path.parent.name
-                rows.append({"image_id": f"unlisted-{path.stem}",
-                             "patient_id": folder if folder in studies else "",
-                             "label_level": "breast", "source": rel(path),
-                             "reason": f"no row in {meta_name} for this image"})
+    rows += unlisted(files, linked, studies, rel, f"no row in {meta_name} for this image")
     return rows

@@ -39,7 +39,12 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from mammosynth.errors import ImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp"}
+# The file suffixes (lower case) that are inputs, defined here once for every adapter that looks
+# for images: plain images go through Pillow, DICOMs through pydicom (so does a plain-image name
+# holding a DICOM, or a file with any other suffix: see load_image).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+INPUT_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES
 # Modalities that can hold a mammogram (MG; older exports DX/CR; secondary captures OT).
 MODALITIES = {"MG", "DX", "CR", "OT", ""}
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")

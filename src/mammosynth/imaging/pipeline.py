@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from mammosynth.datasets import MANIFEST_COLUMNS, OPTIONAL_COLUMNS
+from mammosynth.datasets import MANIFEST_COLUMNS, OPTIONAL_COLUMNS, source_file
 from mammosynth.errors import ImageError, UserError
 from mammosynth.imaging.breast import ORIENTATIONS, preprocess_array
 from mammosynth.imaging.decode import load_image
@@ -61,7 +61,8 @@ def laterality_disagreements(manifest: pd.DataFrame) -> dict:
     if missing:
         raise UserError(f"manifest has no {', '.join(missing)} column(s): it predates this "
                         "version; delete results/data/manifest.csv and re-run preprocess")
-    text = manifest[["image_id", "status", "laterality", "chest_wall_seen"]].fillna("").astype(str)
+    columns = ["image_id", "status", "laterality", "chest_wall_seen"]
+    text = manifest[columns].astype(object).fillna("").astype(str)
     sides = ("L", "R")
     checked = text[(text["status"] == "ok") & text["laterality"].isin(sides)
                    & text["chest_wall_seen"].isin(sides)]
@@ -70,11 +71,14 @@ def laterality_disagreements(manifest: pd.DataFrame) -> dict:
             "examples": disagree["image_id"].head(MAX_EXAMPLES).tolist()}
 
 
-def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path, size: int,
-                     workers: int = 1, on_bad_image: str = "reject",
+def preprocess_table(ingest: pd.DataFrame, roots: dict[str, str], out_dir: str | Path,
+                     size: int, workers: int = 1, on_bad_image: str = "reject",
                      orientation: str = "metadata") -> pd.DataFrame:
     """Ingest table -> manifest (MANIFEST_COLUMNS + EXTRA_COLUMNS); PNGs in out_dir.
 
+    roots: the folders the `source` column is relative to, `datasets.source_roots(dataset)`
+    ({"": dataset.root}, or per source of a combined data set); each ok row's file is
+    `datasets.source_file(source, roots)`.
     orientation (config preprocess.orientation) picks where the chest wall is taken to be:
     see `preprocess_array`. Either way the metadata/image disagreements are logged (see
     `laterality_disagreements`)."""
@@ -82,12 +86,13 @@ def preprocess_table(ingest: pd.DataFrame, root: str | Path, out_dir: str | Path
         raise UserError(f"config preprocess.orientation: {orientation!r} is not one of "
                         f"{', '.join(ORIENTATIONS)}")
     fail_on_rejections(ingest, on_bad_image)
-    root, out_dir = Path(root), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
     manifest = ingest.copy()
     ok = manifest["status"] == "ok"
-    tasks = [(r.image_id, root / r.source, r.laterality, out_dir / f"{r.image_id}.png", size,
-              orientation) for r in manifest[ok].itertuples()]
+    tasks = [(r.image_id, source_file(r.source, roots), r.laterality,
+              out_dir / f"{r.image_id}.png", size, orientation)
+             for r in manifest[ok].itertuples()]
+    out_dir.mkdir(parents=True, exist_ok=True)
     if workers > 1 and len(tasks) > 1:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         results = pool.map(_one, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
