@@ -436,6 +436,7 @@ def test_data_table_counts():
 
 
 def test_quality_table_from_audit_json(tmp_path):
+    from mammosynth.report.inputs import read_quality
     from mammosynth.report.tables import quality_table
 
     q = {"split": 0, "label": "normal", "n_synthetic": 4, "n_real": 9,
@@ -445,7 +446,7 @@ def test_quality_table_from_audit_json(tmp_path):
          "intensity": {"wasserstein": 0.01}, "fid": {"computed": False}}
     path = tmp_path / "normal.json"
     path.write_text(json.dumps(q))
-    table = quality_table([str(path)])
+    table = quality_table(read_quality([{"split": "0", "label": "normal"}], [str(path)]))
     assert list(table.columns) == QUALITY_COLUMNS
     row = table.iloc[0]
     assert (row["near_copies"], row["nn_ncc_max"], row["real"]) == (1, 0.97, 9)

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mammosynth import layout
 from mammosynth.config import validate
 
 from mammosynth.classify.evaluate import compute_metrics
 from mammosynth.report import realism
+from mammosynth.report.inputs import QUALITY_FIGURES, read_quality
 from mammosynth.report.leakage import LEAKAGE_COLUMNS
 from mammosynth.report.page import build_report
 from mammosynth.report.realism import (CHECKS, RED_MARK, REALISM_COLUMNS, realism_table,
@@ -74,9 +76,17 @@ def quality_json(path, split, label, values: dict | None = GOOD, reference=REFER
     return str(path)
 
 
-def quality_files(tmp_path, split, values_by_label: dict) -> list[str]:
-    return [quality_json(tmp_path / f"results/quality/split{split}/{label}.json", split, label,
-                         values) for label, values in values_by_label.items()]
+def quality_files(tmp_path, split, values_by_label: dict) -> list[tuple[dict, str]]:
+    """[(key, quality JSON)] of one split, as the report rule passes them."""
+    return [({"split": str(split), "label": label},
+             quality_json(tmp_path / layout.quality(split, label), split, label, values))
+            for label, values in values_by_label.items()]
+
+
+def records(*files: tuple) -> list[dict]:
+    """The quality records of [(split, label, path)] (report.inputs.read_quality)."""
+    return read_quality([{"split": str(s), "label": label} for s, label, _ in files],
+                        [path for _, _, path in files])
 
 
 RED = dict(GOOD, c2st_auc=0.97, noise_ratio=0.3)  # c2st red, noise too smooth (factor 3.3)
@@ -88,10 +98,11 @@ RED = dict(GOOD, c2st_auc=0.97, noise_ratio=0.3)  # c2st red, noise too smooth (
 def test_realism_table_rows_values_and_statuses(tmp_path):
     nulls = dict(GOOD, label_fidelity_gap=None, precision=None, coverage=None,
                  c2st_auc=0.8)  # no classifier; c2st amber
-    paths = [quality_json(tmp_path / "q/split0/normal.json", 0, "normal", GOOD),
-             quality_json(tmp_path / "q/split0/abnormal.json", 0, "abnormal", RED),
-             quality_json(tmp_path / "q/split1/normal.json", 1, "normal", nulls, reference=None)]
-    table = realism_table(paths)
+    table = realism_table(records(
+        (0, "normal", quality_json(tmp_path / "q/split0/normal.json", 0, "normal", GOOD)),
+        (0, "abnormal", quality_json(tmp_path / "q/split0/abnormal.json", 0, "abnormal", RED)),
+        (1, "normal", quality_json(tmp_path / "q/split1/normal.json", 1, "normal", nulls,
+                                   reference=None))))
     assert list(table.columns) == REALISM_COLUMNS
     assert len(table) == 6
     rows = table.set_index(["split", "label", "set"])
@@ -117,10 +128,13 @@ def test_realism_table_rows_values_and_statuses(tmp_path):
 
 def test_realism_table_and_section_without_verdict(tmp_path):
     """Quality files of older runs have no realism key: an empty table and one sentence."""
-    paths = [quality_json(tmp_path / "q/split0/normal.json", 0, "normal", None)]
-    assert realism_table(paths).empty
-    text, table = realism.section(paths)
-    assert table.empty and "no realism verdict in these quality files" in text.lower()
+    quality = records((0, "normal", quality_json(tmp_path / "q/split0/normal.json", 0, "normal",
+                                                 None)))
+    table = realism_table(quality)
+    assert table.empty
+    text = realism.section(quality, table)
+    assert "no realism verdict in these quality files" in text.lower()
+    assert "no synthetic images in this run" in realism.section([], table).lower()
     assert realism.red_warning(table) == ""
 
 
@@ -203,8 +217,9 @@ CONFIG = validate({
 }, Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
 
 
-def _build(tmp_path, quality: list[str], protocol: str = "rigorous") -> str:
-    """A two-split, two-scenario run of one arch written to tmp_path; returns index.html."""
+def _build(tmp_path, quality: list[tuple[dict, str]], protocol: str = "rigorous") -> str:
+    """A two-split, two-scenario run of one arch written to tmp_path, with the quality files
+    [(key, JSON)] and a stand-in for each audit figure; returns index.html."""
     rng = np.random.default_rng(1)
     grid, evals, predictions, models, leakage = [], [], [], [], []
     ids = [f"i{k}" for k in range(10)]
@@ -239,12 +254,19 @@ def _build(tmp_path, quality: list[str], protocol: str = "rigorous") -> str:
                              "laterality": "L", "chest_wall_seen": ["R"] + ["L"] * 9})
     splits = {s: pd.read_csv(models[s]["composition"], dtype=str)[["image_id", "subset"]]
               for s in (0, 1)}
+    figures = {kind: [] for kind in QUALITY_FIGURES}
+    for key, _ in quality:  # copied onto the page as they are: any bytes do
+        for kind, paths in figures.items():
+            path = tmp_path / layout.quality(key["split"], key["label"], kind)
+            path.write_bytes(f"{kind} {key['split']} {key['label']}".encode())
+            paths.append(str(path))
     out = tmp_path / "results/report"
     build_report(out, grid=grid, evals=evals, predictions=predictions, models=models,
                  manifest=manifest, splits=splits,
-                 leakage=pd.DataFrame(leakage, columns=LEAKAGE_COLUMNS), quality=quality,
-                 quality_figures=[], samples={}, config=dict(CONFIG, protocol=protocol),
-                 labels=LABELS)
+                 leakage=pd.DataFrame(leakage, columns=LEAKAGE_COLUMNS),
+                 quality=[path for _, path in quality], quality_keys=[k for k, _ in quality],
+                 quality_nn=figures["nn"], quality_pairs=figures["pairs"], samples={},
+                 config=dict(CONFIG, protocol=protocol), labels=LABELS)
     return (out / "index.html").read_text()
 
 
@@ -275,6 +297,14 @@ def test_build_report_red_set_warned_at_the_top_and_rows_marked(tmp_path):
     assert len(pd.read_csv(report / "quality.csv")) == 4  # the quality table still works
     # the Data section counts the image whose breast sits against the other edge
     assert "1 of 10 images with a metadata side (L/R) have their breast against the other" in page
+    # every audit figure copied under the split and label it was passed with, and captioned
+    copied = sorted(p.name for p in (report / "figures").glob("*-split*.png"))
+    assert copied == sorted(f"{kind}-split{s}-{label}.png" for kind in ("memorization", "pairs")
+                            for s in (0, 1) for label in LABELS)
+    assert (report / "figures/pairs-split1-abnormal.png").read_bytes() == b"pairs 1 abnormal"
+    assert (report / "figures/memorization-split0-normal.png").read_bytes() == b"nn 0 normal"
+    for name in copied:
+        assert f"<b>{name}</b>. " in page
 
 
 @pytest.mark.parametrize("old", [False, True], ids=["all-green", "no-realism-key"])

@@ -1,13 +1,11 @@
-import pandas as pd
-
-from mammosynth.errors import job
+from mammosynth.runtime import job
+from mammosynth.report.inputs import read_manifest, read_splits, sample_images
 from mammosynth.report.leakage import leakage_table
-from mammosynth.report.page import build_report, sample_images
+from mammosynth.report.page import build_report
 
 with job(snakemake.log[0]):
     params, inputs = snakemake.params, snakemake.input
-    manifest = pd.read_csv(inputs.manifest, dtype=str, keep_default_na=False)
-    splits = {s: pd.read_csv(p, dtype=str) for s, p in zip(params.split_ids, inputs.splits)}
+    manifest = read_manifest(inputs.manifest)
     models = [dict(m, composition=c, history=h)
               for m, c, h in zip(params.models, inputs.compositions, inputs.histories)]
     leakage = leakage_table(models, manifest, dict(zip(params.ddpm_split_ids, inputs.ddpm_splits)),
@@ -17,6 +15,7 @@ with job(snakemake.log[0]):
                             inputs.samples)
     build_report(snakemake.output[0], grid=params.grid, evals=inputs.evals,
                  predictions=inputs.predictions, models=models, manifest=manifest,
-                 splits=splits, leakage=leakage, quality=inputs.quality,
-                 quality_figures=inputs.quality_figures, samples=samples,
-                 config=params.config, labels=params.labels)
+                 splits=read_splits(params.split_ids, inputs.splits), leakage=leakage,
+                 quality=inputs.quality, quality_keys=params.quality_keys,
+                 quality_nn=inputs.quality_nn, quality_pairs=inputs.quality_pairs,
+                 samples=samples, config=params.config, labels=params.labels)

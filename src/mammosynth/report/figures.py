@@ -1,7 +1,8 @@
 """The report's figures (matplotlib, PNG): one function per figure kind.
 
 Figure files are named `{kind}-{detail}.png`; report.captions.CAPTIONS[kind] is the caption the
-HTML page and Snakemake's report (workflow/report/report.rst) show under each.
+HTML page (report.render, which keeps each figure's kind beside its path) and Snakemake's report
+(workflow/report/report.rst) show under each.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 from mammosynth.imaging.png import read_png  # noqa: E402
-from mammosynth.report.captions import CAPTIONS  # noqa: E402, F401  (figures.CAPTIONS)
 
 COLORS = plt.get_cmap("tab10").colors
 

@@ -2,21 +2,19 @@
 split x label set of synthetic images (the `realism` block of the quality JSONs), beside the
 same checks on held-out real images, as a table, a page section and one marker per scenario row.
 
-Everything shown is read from the quality files, thresholds included: the page never states a
-threshold the verdict did not use.
+Everything shown comes from the quality files (read by report.inputs.read_quality, whose records
+every function here takes), thresholds included: the page never states a threshold the verdict
+did not use.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
-from pathlib import Path
 
 import pandas as pd
 
 from mammosynth import realism as verdict_rules
-from mammosynth.errors import UserError
 
 # The checks, in the order the quality stage writes them, and the colours best to worst: the
 # verdict's own (mammosynth.realism), not a second list.
@@ -64,24 +62,7 @@ MEANING = {
 }
 
 
-# --------------------------------------------------------------------------- reading
-
-
-def read_realism(paths: list[str]) -> list[dict]:
-    """[{split, label, path, realism}] per quality JSON; realism is None for files written
-    before the verdict existed. split is a string ("0", "all"), as the file paths spell it."""
-    out = []
-    for path in paths:
-        with open(path) as f:
-            q = json.load(f)
-        block = q.get("realism")
-        if block is not None and not (isinstance(block, dict) and "verdict" in block):
-            raise UserError(f"{path}: 'realism' has no verdict; delete the file and re-run "
-                            "the quality rule")
-        split = q.get("split", Path(path).parent.name.removeprefix("split"))
-        out.append({"split": str(split), "label": str(q.get("label", Path(path).stem)),
-                    "path": str(path), "realism": block})
-    return out
+# --------------------------------------------------------------------------- the table
 
 
 def _row(split: str, label: str, name: str, block: dict | None, c2st: dict | None) -> dict:
@@ -99,15 +80,12 @@ def _row(split: str, label: str, name: str, block: dict | None, c2st: dict | Non
     return row
 
 
-def realism_table(paths: list[str]) -> pd.DataFrame:
-    """One row per split x label x set (synthetic, held-out real) of the quality JSONs that
-    hold a realism verdict; the held-out real row is the floor a perfect generator reaches."""
-    return _table(read_realism(paths))
-
-
-def _table(found: list[dict]) -> pd.DataFrame:
+def realism_table(quality: list[dict]) -> pd.DataFrame:
+    """One row per split x label x set (synthetic, held-out real) of the quality records
+    [{split, label, realism}] that hold a realism verdict (realism None: a file written before
+    the verdict existed); the held-out real row is the floor a perfect generator reaches."""
     rows = []
-    for q in found:
+    for q in quality:
         r = q["realism"]
         if r is None:
             continue
@@ -228,10 +206,10 @@ def _band(direction: str, green, amber) -> str:
     return f"Lower is better: green ≤ {green:g}, amber ≤ {amber:g}, red above"
 
 
-def thresholds(found: list[dict]) -> dict:
+def thresholds(quality: list[dict]) -> dict:
     """{check: [(direction, green, amber), ...]}: the distinct thresholds the files used."""
     out = {check: [] for check in CHECKS}
-    for q in found:
+    for q in quality:
         for c in (q["realism"] or {}).get("checks") or []:
             band = (c.get("direction", "low"), c.get("green"), c.get("amber"))
             if c.get("check") in out and None not in band[1:] and band not in out[c["check"]]:
@@ -239,11 +217,11 @@ def thresholds(found: list[dict]) -> dict:
     return out
 
 
-def explanation(found: list[dict]) -> str:
+def explanation(quality: list[dict]) -> str:
     """Every check in plain words with its thresholds, then how to read the reference rows
     and the intervals."""
     items = []
-    for check, bands in thresholds(found).items():
+    for check, bands in thresholds(quality).items():
         rule = "; ".join(_band(*b) for b in bands) or "thresholds not recorded"
         items.append(f"<li><b>{check}</b>: {html.escape(MEANING[check])}. "
                      f"{html.escape(rule)}.</li>")
@@ -263,16 +241,15 @@ def explanation(found: list[dict]) -> str:
         "trained with (column <code>realism</code>).</p>")
 
 
-def section(paths: list[str]) -> tuple[str, pd.DataFrame]:
-    """The page section "Are the synthetic images usable?" and the realism table."""
-    found = read_realism(paths)
-    table = _table(found)
+def section(quality: list[dict], table: pd.DataFrame) -> str:
+    """The page section "Are the synthetic images usable?" of the quality records and their
+    realism table (realism_table)."""
     head = "<h2>Are the synthetic images usable?</h2>"
-    if not found:
-        return head + "<p>No synthetic images in this run.</p>", table
+    if not quality:
+        return head + "<p>No synthetic images in this run.</p>"
     if table.empty:
-        return head + "<p>No realism verdict in these quality files.</p>", table
-    missing = [q for q in found if q["realism"] is None]
+        return head + "<p>No realism verdict in these quality files.</p>"
+    missing = [q for q in quality if q["realism"] is None]
     return (head + "<p>Realism verdict per split × label (<code>realism.csv</code>), computed "
             "from the quality files without any download.</p>"
-            + summary_lines(table, missing) + table_html(table) + explanation(found)), table
+            + summary_lines(table, missing) + table_html(table) + explanation(quality))

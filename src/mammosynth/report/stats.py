@@ -36,7 +36,6 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from mammosynth.errors import UserError
 
 NO_VARIANCE = "no variance over splits: no interval or p-value"
 TOO_FEW = "fewer than 2 splits: no interval or p-value"
@@ -132,16 +131,11 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-BINARY_ONLY = ("sensitivity", "specificity")
-
-
 def primary_metric(report_cfg: dict, labels: list[str]) -> str:
     """config report.primary_metric, or its default: balanced accuracy for two labels, macro AUC
-    (over the classes present) otherwise. UserError for a two-label metric with more labels."""
+    (over the classes present) otherwise (config.check refuses a two-label metric with more
+    labels)."""
     chosen = (report_cfg or {}).get("primary_metric")
-    if chosen in BINARY_ONLY and len(labels) != 2:
-        raise UserError(f"config report.primary_metric: {chosen} needs two labels, there are "
-                        f"{len(labels)}; use balanced_accuracy, auc or a macro metric")
     return chosen or ("balanced_accuracy" if len(labels) == 2 else "auc")
 
 

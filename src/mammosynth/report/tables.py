@@ -1,17 +1,21 @@
-"""The report's tables, recomputed from the files the jobs wrote: every evaluation (long), the
-scenario table (paper 000's Table 4 shape), the checkpoint table (paper 002's Table 2 shape), data
-and quality tables; Markdown renderings of the first two."""
+"""Computing: the report's tables from what report.inputs read - every evaluation (long), the
+scenario table (paper 000's Table 4 shape), the checkpoint table (paper 002's Table 2 shape),
+data, synthetic, rejected, quality and realism tables - and Markdown renderings of the first two.
+`compute` makes every table the report writes but the control arms' and confounds' (their
+sections make their own). Nothing here reads or writes a file."""
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
-from mammosynth.classify.evaluate import compute_metrics
+from mammosynth.classify.evaluate import compute_metrics, positive_index
 from mammosynth.errors import UserError
-from mammosynth.report import stats
+from mammosynth.report import realism, stats
+from mammosynth.report.inputs import Inputs, read_evaluations
+from mammosynth.report.published import PUBLISHED
 from mammosynth.report.realism import RED_MARK, scenario_marker
 
 
@@ -29,16 +33,18 @@ def flatten(result: dict) -> dict:
 KEYS = ("arch", "arm", "n", "synth", "split", "ckpt")
 
 
-def collect(evals: list[dict]) -> pd.DataFrame:
-    """evals: [{'arch', 'arm', 'n', 'split', 'ckpt', 'path'}] (or the scenarios' 'synth' for
-    'arm', 'n') -> one row per evaluation."""
-    rows = []
-    for e in evals:
-        with open(e["path"]) as f:
-            result = json.load(f)
-        rows.append({k: e[k] for k in KEYS if k in e} | flatten(result))
+def long_table(evaluations: list[dict]) -> pd.DataFrame:
+    """evaluations: [{'arch', 'arm', 'n', 'split', 'ckpt', 'result'}] (or the scenarios' 'synth'
+    for 'arm', 'n'; `result`: the eval JSON) -> one row per evaluation."""
+    rows = [{k: e[k] for k in KEYS if k in e} | flatten(e["result"]) for e in evaluations]
     keys = [k for k in KEYS if k in rows[0] and k != "split"] + ["split"]
     return pd.DataFrame(rows).sort_values(keys, ignore_index=True)
+
+
+def collect(evals: list[dict]) -> pd.DataFrame:
+    """long_table of eval JSON files: evals as long_table's, with each file's `path` for
+    `result` (read by report.inputs)."""
+    return long_table(read_evaluations(evals, [e["path"] for e in evals]))
 
 
 def scenarios_only(long: pd.DataFrame) -> pd.DataFrame:
@@ -326,6 +332,18 @@ def checkpoint_markdown(table: pd.DataFrame, primary: str = "") -> str:
     return _markdown(head, rows)
 
 
+def confusion_matrices(evaluations: list[dict], arch: str) -> dict:
+    """{(synth, ckpt): confusion matrix summed over splits (list of lists)} of one arch's
+    scenario evaluations (each with `synth` and `result`)."""
+    matrices = {}
+    for e in evaluations:
+        if e["arch"] == arch:
+            cm = pd.DataFrame(e["result"]["confusion_matrix"])
+            key = (e["synth"], e["ckpt"])
+            matrices[key] = cm if key not in matrices else matrices[key] + cm
+    return {k: v.values.tolist() for k, v in matrices.items()}
+
+
 def data_table(manifest: pd.DataFrame, splits: dict[int, pd.DataFrame]) -> pd.DataFrame:
     """Images per split x subset x label (ok images), and rejected inputs."""
     rows = []
@@ -341,14 +359,32 @@ QUALITY_COLUMNS = ["split", "label", "synthetic", "real", "near_copies", "nn_ncc
                    "intensity_wasserstein", "fid"]
 
 
-def quality_table(paths: list[str]) -> pd.DataFrame:
-    """One row per split x label from the quality audit JSONs."""
+def input_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Inputs per status (ok, rejected) and label."""
+    return manifest.groupby(["status", "label"], dropna=False).size().rename("inputs") \
+        .reset_index()
+
+
+def rejected_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    return manifest[manifest["status"] == "rejected"][["image_id", "source", "reason"]]
+
+
+def synthetic_table(models: list[dict]) -> pd.DataFrame:
+    """Synthetic images per model (each with its `composition` frame) and subset."""
+    return pd.DataFrame([{"arch": m["arch"], "arm": m["arm"], "n": m["n"], "split": m["split"],
+                          **m["composition"].groupby("subset")["synthetic"].sum().astype(int)
+                          .reindex(["train", "val", "test"], fill_value=0)
+                          .add_prefix("synthetic_").to_dict()} for m in models])
+
+
+def quality_table(quality: list[dict]) -> pd.DataFrame:
+    """One row per split x label of the quality audits (report.inputs.read_quality's records)."""
     rows = []
-    for path in paths:
-        with open(path) as f:
-            q = json.load(f)
+    for record in quality:
+        q = record["audit"]
         mem, div = q["memorization"], q["diversity"]
-        rows.append({"split": q["split"], "label": q["label"], "synthetic": q["n_synthetic"],
+        rows.append({"split": record["split"], "label": record["label"],
+                     "synthetic": q["n_synthetic"],
                      "real": q["n_real"], "near_copies": mem["near_copies"],
                      "nn_ncc_median": mem["nn_ncc"]["median"], "nn_ncc_max": mem["nn_ncc"]["max"],
                      "real_nn_ncc_median": mem["real_nn_ncc"]["median"],
@@ -357,3 +393,74 @@ def quality_table(paths: list[str]) -> pd.DataFrame:
                      "intensity_wasserstein": q["intensity"]["wasserstein"],
                      "fid": q["fid"].get("fid")})
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Every table compute() makes, and the statistics settings they were made with.
+
+    every: metrics.csv, every evaluation of every arm; long: the scenarios' (arm synth) rows
+    with their n as `synth`; predictions: the scenarios' {(arch, synth, split, ckpt): frame};
+    scenario_evals: the scenarios' evaluations (with `synth` and `result`); long_real and
+    scenario_real: protocol paper's tables on the real test images only (None otherwise);
+    realism: the realism table (report.realism); n_train: real training images per split.
+    """
+    every: pd.DataFrame
+    long: pd.DataFrame
+    predictions: dict
+    scenario_evals: list[dict]
+    scenario: pd.DataFrame
+    checkpoints: pd.DataFrame
+    long_real: pd.DataFrame | None
+    scenario_real: pd.DataFrame | None
+    realism: pd.DataFrame
+    data: pd.DataFrame
+    synthetic: pd.DataFrame
+    quality: pd.DataFrame
+    rejected: pd.DataFrame
+    metrics_shown: list[str]
+    positive: int | None
+    primary: str
+    ratio: float
+    k: int
+    n_train: dict
+    published: dict | None
+
+
+def compute(inputs: Inputs, config: dict, labels: list[str]) -> Tables:
+    """Every table of the report from its inputs (report.inputs.read) and the checked config."""
+    protocol, cfg = config["protocol"], config["classifier"]
+    published = PUBLISHED.get(config["report"]["published"] or "")
+    positive = positive_index(labels, config["labels"]["positive"])
+    primary = stats.primary_metric(config["report"], labels)
+    ratio, k = stats.nb_ratio(inputs.splits), len(config["splits"]["ids"])
+    every = long_table(inputs.evaluations)  # every arm
+    # the scenarios (arm synth), keyed by their n as `synth`
+    long = scenarios_only(every)
+    preds = {(a, n, s, c): p for (a, arm, n, s, c), p in inputs.predictions.items()
+             if arm == "synth"}
+    scenario_evals = [dict(e, synth=e["n"]) for e in inputs.evaluations if e["arm"] == "synth"]
+    verdicts = realism.realism_table(inputs.quality)
+    set_verdicts = realism.set_verdicts(verdicts)
+    stats_args = dict(ratio=ratio, primary=primary, positive=positive)
+    scen = scenario_table(long, labels, published, set_verdicts, protocol, **stats_args)
+    ckpt = checkpoint_table(long, preds, labels, cfg["bootstrap"], published, config["seed"],
+                            **stats_args)
+    # protocol paper: its test sets hold synthetic images; the same tables on the real ones
+    long_real = (from_predictions(scenario_evals, preds, long, labels, positive)
+                 if protocol == "paper" else None)
+    scen_real = (scenario_table(long_real, labels, published, set_verdicts, protocol,
+                                **stats_args)
+                 if long_real is not None else None)
+    return Tables(
+        every=every, long=long, predictions=preds, scenario_evals=scenario_evals,
+        scenario=scen, checkpoints=ckpt, long_real=long_real, scenario_real=scen_real,
+        realism=verdicts, data=data_table(inputs.manifest, inputs.splits),
+        synthetic=synthetic_table(inputs.models), quality=quality_table(inputs.quality),
+        rejected=rejected_table(inputs.manifest),
+        metrics_shown=[m for m in scenario_metrics(labels) if len(labels) == 2 or
+                       not any(m.startswith(f"{label}_") for label in labels)],
+        positive=positive, primary=primary, ratio=ratio, k=k,
+        n_train={s: int((split["subset"] == "train").sum())
+                 for s, split in inputs.splits.items()},
+        published=published)
