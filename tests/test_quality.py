@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from mammosynth import layout
 from mammosynth.config import validate
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
@@ -132,8 +133,9 @@ def test_figures_written_only_when_asked(sets, tmp_path):
     audit(sets["real"], sets["synthetic"])
     assert not list(tmp_path.iterdir())
 
-    prefix = tmp_path / "figs" / "label_A"
-    audit(sets["real"], sets["synthetic"] + sets["copy"], figure_prefix=prefix)
+    figs = tmp_path / "figs"
+    audit(sets["real"], sets["synthetic"] + sets["copy"],
+          figures={"nn": figs / "label_A_nn.png", "pairs": figs / "label_A_pairs.png"})
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert written == ["label_A_nn.png", "label_A_pairs.png"]  # no temp files left over
     for name in written:
@@ -254,7 +256,7 @@ def test_baseline_excludes_the_same_patient(patients):
 def test_one_patient_has_no_baseline(patients, tmp_path):
     real = patients["real"]
     out = audit(real, patients["synthetic"], size=32, real_groups=["p0"] * len(real),
-                figure_prefix=tmp_path / "one")
+                figures={"nn": tmp_path / "one_nn.png", "pairs": tmp_path / "one_pairs.png"})
     mem = out["memorization"]
     assert mem["real_nn_ncc"]["median"] is None and mem["real_per_image"] == []
     assert mem["baseline_note"].startswith("all 8 real training images are of one patient")
@@ -279,10 +281,10 @@ def test_nn_figure_names_the_baseline(patients, tmp_path):
         assert legend in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert path.stat().st_size > 10_000
     # audit draws it with the patients when it has them
-    prefix = tmp_path / "audit"
+    figures = {"nn": tmp_path / "audit_nn.png", "pairs": tmp_path / "audit_pairs.png"}
     audit(patients["real"], patients["synthetic"], size=32, real_groups=patients["groups"],
-          figure_prefix=prefix)
-    assert Path(f"{prefix}_nn.png").stat().st_size > 10_000
+          figures=figures)
+    assert figures["nn"].stat().st_size > 10_000
 
 
 def test_small_size_and_pair_sampling(sets):
@@ -296,12 +298,8 @@ def test_small_size_and_pair_sampling(sets):
     assert np.array_equal(_pairs(100, seed=0)[1], j)
 
 
-def test_fid_needs_local_weights(sets, tmp_path):
-    with pytest.raises(UserError, match=r"quality\.inception_weights"):
-        audit(sets["real"], sets["synthetic"], fid=True)
-    with pytest.raises(UserError, match=r"quality\.inception_weights.*does not exist"):
-        audit(sets["real"], sets["synthetic"], fid=True,
-              inception_weights=str(tmp_path / "missing.pth"))
+def test_fid_refuses_weights_that_are_not_inception(sets, tmp_path):
+    # a missing file is config.check's (tests/test_config_check.py); its content is the audit's
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a state dict")
     with pytest.raises(UserError, match=r"quality\.inception_weights.*not an Inception-v3"):
@@ -402,10 +400,14 @@ def labelled(tmp_path_factory):
     cfg = dict(image_size=32, in_chans=1, pretrained=None, optimizer="adam", optimizer_args={},
                lr=3e-3, weight_decay=0.0, batch_size=8, epochs=2, patience=None,
                monitor="val_loss", class_weights="balanced")
+    folder = root / "classifier"
     train_classifier({"train": frame(sets["real"], sets["abnormal"]),
                       "val": frame(sets["val"], sets["val_abnormal"])},
-                     root / "classifier", arch="resnet10t", labels=LABELS, cfg=cfg, seed=0)
-    sets["classifier"] = str(root / "classifier/best.safetensors")
+                     last=folder / layout.weights_file("last"),
+                     best=folder / layout.weights_file("best"),
+                     history=folder / layout.HISTORY, resume=folder / layout.CLASSIFIER_RESUME,
+                     arch="resnet10t", labels=LABELS, cfg=cfg, seed=0)
+    sets["classifier"] = str(folder / layout.weights_file("best"))
     return sets
 
 

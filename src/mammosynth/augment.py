@@ -22,14 +22,13 @@ parameters, the elastic field and the noise are drawn here from one torch.Genera
 copy's seed: a copy depends on (source pixels, seed) only, not on global RNG state or on the other
 copies. The scalar parameters are drawn first, so they do not depend on the image size.
 
-Copy i of a label's draws has seed `copy_seed(seed, i)`: writing the first k draws gives the same
-first k files as writing all of them (the draws are nested too, `control_draws`).
+Copy i of a label's draws has seed `layout.copy_seed(seed, i)`: writing the first k draws gives
+the same first k files as writing all of them (the draws are nested too, `control_draws`).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import shutil
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mammosynth import layout
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import read_png, write_png
 from mammosynth.runtime import publish_folder
@@ -49,12 +49,6 @@ ELASTIC_ALPHA = 0.01  # largest displacement, as a fraction of the image's longe
 ELASTIC_GRID = 8  # control points per side of the elastic field
 INDEX_COLUMNS = ["index", "source_image", "file", "seed", "rotation", "scale", "gamma",
                  "noise_sigma", "elastic_alpha", "vflip"]
-
-
-def copy_seed(seed: int, *keys) -> int:
-    """A 63-bit seed from (seed, *keys), e.g. (label seed, copy index)."""
-    text = "/".join(map(str, (seed, "augment", *keys)))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -118,8 +112,8 @@ def augment_image(image: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
 
 def write_augmented(sources: list[tuple[str, str]], out_dir: str | Path, seed: int,
                     size: int | None = None) -> None:
-    """Copy i of sources [(source image_id, png path)], augmented with seed copy_seed(seed, i),
-    as 16-bit {i:05d}.png in out_dir, plus index.csv (INDEX_COLUMNS: the drawn parameters).
+    """Copy i of sources [(source image_id, png path)], augmented with seed
+    layout.copy_seed(seed, i), as 16-bit {i:05d}.png in out_dir, plus index.csv (INDEX_COLUMNS: the drawn parameters).
     Each copy has its source's size (size: resized to size x size first, as read_pngs does).
     The folder is built beside out_dir and renamed into place when complete."""
     from mammosynth.imaging.breast import resize
@@ -136,7 +130,7 @@ def write_augmented(sources: list[tuple[str, str]], out_dir: str | Path, seed: i
         image = read_png(path)
         if size and image.shape != (size, size):
             image = np.clip(resize(image, size, size), 0.0, 1.0)
-        s = copy_seed(seed, i)
+        s = layout.copy_seed(seed, i)
         copy, params = augment_image(image, s)
         name = f"{i:05d}.png"
         write_png(tmp / name, copy)
@@ -157,7 +151,7 @@ def augment_split(manifest, split, label: str, total: int, seed: int, labels: li
     paths = train.set_index("image_id")["path"]
     draws = control_draws(train, label, total, seed, labels)
     write_augmented([(image_id, paths[image_id]) for image_id in draws], out_dir,
-                    seed=copy_seed(seed, label))
+                    seed=layout.copy_seed(seed, label))
 
 
 def read_augmented(folder: str | Path) -> list[tuple[str, str]]:

@@ -41,15 +41,12 @@ DEFAULT_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, to
 N_CLOSEST = 8
 # torch-fidelity's Inception-v3 (TF FID weights converted to PyTorch), the network torchmetrics'
 # FID/KID run; fetch it elsewhere and copy it in
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                 + INCEPTION_FILE)
 
 
 def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
           near_copy_threshold: float = 0.95, fid: bool = False,
           inception_weights: str | None = None,
-          figure_prefix: str | Path | None = None,
+          figures: dict[str, str | Path] | None = None,
           held_out_paths: list[str] | None = None, test_paths: list[str] | None = None,
           classifier: str | None = None, label: str | None = None,
           thresholds: dict | None = None, real_groups: list[str] | None = None) -> dict:
@@ -104,8 +101,8 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
     `pixels_compared`, `diversity.pairs` as {synthetic, real} counts, `memorization.real_per_image`
     (the baseline's full distribution) and `fid.kid_subset_size`.
 
-    figure_prefix: also write `{prefix}_pairs.png` (the closest synthetic/real pairs) and
-    `{prefix}_nn.png` (histogram of nearest-real NCC against the real-real baseline).
+    figures: also write {"pairs": path} (the closest synthetic/real pairs) and {"nn": path}
+    (histogram of nearest-real NCC against the real-real baseline).
     """
     if len(real_paths) < 2 or len(synthetic_paths) < 2:
         missing = []
@@ -119,13 +116,9 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
         raise UserError(f"quality audit size {size}: must be a whole number of pixels, at least "
                         f"{MIN_SIZE}")
     size = int(size)
-    if not (isinstance(near_copy_threshold, (int, float))
-            and -1.0 <= float(near_copy_threshold) <= 1.0):
-        raise UserError(f"config quality.near_copy_threshold: {near_copy_threshold!r} is not an "
-                        f"NCC between -1 and 1 (e.g. 0.95)")
     near_copy_threshold = float(near_copy_threshold)
     groups = _group_codes(real_groups, len(real_paths))
-    weights = _check_weights(inception_weights) if fid else None
+    weights = Path(inception_weights) if fid else None
 
     real_paths = [str(p) for p in real_paths]
     synthetic_paths = [str(p) for p in synthetic_paths]
@@ -149,10 +142,10 @@ def audit(real_paths: list[str], synthetic_paths: list[str], *, size: int = 64,
         result["realism"] = _realism(real, synthetic, held_out, real_paths, synthetic_paths,
                                      held_out_paths or [], test_paths or [], classifier, label,
                                      thresholds)
-    if figure_prefix is not None:
-        _pairs_figure(f"{figure_prefix}_pairs.png", memorization["closest"], synthetic, real,
+    if figures:
+        _pairs_figure(figures["pairs"], memorization["closest"], synthetic, real,
                       synthetic_paths, real_paths)
-        _nn_figure(f"{figure_prefix}_nn.png", syn_ncc, real_ncc, near_copy_threshold,
+        _nn_figure(figures["nn"], syn_ncc, real_ncc, near_copy_threshold,
                    by_patient=real_groups is not None)
     return result
 
@@ -395,16 +388,6 @@ def _memorization(real, synthetic, real_paths, synthetic_paths, threshold, group
 
 
 # --- FID / KID -------------------------------------------------------------------------------
-
-def _check_weights(path: str | None) -> Path:
-    if not path or not Path(path).is_file():
-        where = "is not set" if not path else f"{path} does not exist"
-        raise UserError(f"config quality.inception_weights {where}: FID/KID need a local "
-                        f"Inception-v3 weights file (the one torch-fidelity uses, "
-                        f"{INCEPTION_URL}); nothing can be downloaded here, so fetch it elsewhere, "
-                        f"copy it in and set its path, or set quality.fid: false")
-    return Path(path)
-
 
 def _inception(weights: Path):
     import torch

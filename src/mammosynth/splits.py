@@ -2,21 +2,21 @@
 
 protocol rigorous (`make_split`): patient-grouped and label-stratified. How the test subset is
 drawn is config splits.scheme:
-- holdout (the default): each split id draws its own test set with seed `seed + s`
-  (StratifiedGroupKFold with 1/test_fraction folds; the first fold that has every label, and
+- holdout (the default): each split id draws its own test set with seed
+  `layout.split_seed(seed, s)` (StratifiedGroupKFold with 1/test_fraction folds; the first fold that has every label, and
   leaves every label outside it), so test sets of different ids overlap;
 - kfold: one StratifiedGroupKFold partition of the ok images into k = round(1/test_fraction)
   folds with seed `seed` - the same partition for every split id - and split id i tests on
-  fold i: test sets are disjoint and ids 0..k-1 cover every ok image once. Ids >= k, and a test
-  fold without every label, are UserErrors.
-Either way val is then drawn from the rest like the holdout test set (seed `seed + s + 10000`;
-val_fraction is a share of all ok images). Every group (patient) lands in exactly one subset;
+  fold i: test sets are disjoint and ids 0..k-1 cover every ok image once (config.check
+  refuses ids >= k); a test fold without every label is a UserError.
+Either way val is then drawn from the rest like the holdout test set (seed
+`layout.val_seed(seed, s)`; val_fraction is a share of all ok images). Every group (patient) lands in exactly one subset;
 `check_split` verifies it from the files rather than trusting the construction.
 With `official_test` (config splits.official_test) the test subset is the data set's own test set
 (manifest column `official_subset` == "test", e.g. VinDr-Mammo's split column) for every split
 id (images with another or no official subset are "the rest"), test_fraction is unused, and val
 is drawn from the rest as above: split ids then differ in train/val only (and not at all with
-val_fraction 0). It contradicts scheme kfold (a UserError).
+val_fraction 0). It contradicts scheme kfold (config.check refuses both).
 
 protocol paper (`paper_split`, `random_subsets`): both papers' "random 80:20 split" - image
 level, no grouping, no stratification, and no official test set or scheme (splits.official_test
@@ -34,10 +34,11 @@ import pandas as pd
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mammosynth import layout
+from mammosynth.config import kfolds
 from mammosynth.errors import UserError
 
 SUBSETS = ("train", "val", "test")
-SCHEMES = ("holdout", "kfold")
 
 
 def _check_groups(frame: pd.DataFrame, n_folds: int, fraction: float, group_by: str) -> None:
@@ -60,21 +61,11 @@ def _take_fold(frame: pd.DataFrame, fraction: float, group_by: str, seed: int) -
     return frame.index[candidates[0][1]]
 
 
-def n_kfolds(test_fraction: float) -> int:
-    """The number of folds of splits.scheme kfold."""
-    return max(2, round(1 / test_fraction))
-
-
 def _kfold_test(frame: pd.DataFrame, split_id: int, test_fraction: float, group_by: str,
                 seed: int) -> pd.Index:
     """Fold `split_id` of the one partition (seed `seed`, whatever the split id) into
-    n_kfolds(test_fraction) patient-grouped, label-stratified folds."""
-    n_folds = n_kfolds(test_fraction)
-    if split_id >= n_folds:
-        raise UserError(f"config splits.ids: split id {split_id} needs fold {split_id}, but "
-                        f"splits.scheme kfold with splits.test_fraction {test_fraction:g} makes "
-                        f"{n_folds} folds (0..{n_folds - 1}); use ids below {n_folds} or a "
-                        "smaller splits.test_fraction")
+    config.kfolds(test_fraction) patient-grouped, label-stratified folds."""
+    n_folds = kfolds(test_fraction)
     _check_groups(frame, n_folds, test_fraction, group_by)
     folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     held = list(folds.split(frame, frame["label"], frame[group_by]))[split_id][1]
@@ -108,12 +99,6 @@ def make_split(manifest: pd.DataFrame, split_id: int, *, test_fraction: float,
     test per `scheme` (holdout or kfold, see the module docstring), or with `official_test`
     the data set's own test set (official_subset == "test"). `labels`: the configured labels,
     each must have an ok image (None: not checked)."""
-    if scheme not in SCHEMES:
-        raise UserError(f"config splits.scheme: {scheme!r} is not one of {', '.join(SCHEMES)}")
-    if official_test and scheme == "kfold":
-        raise UserError("config splits.official_test: true contradicts splits.scheme: kfold (the "
-                        "official test set would be every fold's test set); set "
-                        "splits.official_test: false or splits.scheme: holdout")
     frame = manifest[manifest["status"] == "ok"].reset_index(drop=True)
     check_present(frame, labels)
     if group_by not in frame.columns:
@@ -126,13 +111,13 @@ def make_split(manifest: pd.DataFrame, split_id: int, *, test_fraction: float,
         test = _kfold_test(frame, split_id, test_fraction, group_by, seed)
         test_share = len(test) / len(frame)
     else:
-        test = _take_fold(frame, test_fraction, group_by, seed + split_id)
+        test = _take_fold(frame, test_fraction, group_by, layout.split_seed(seed, split_id))
         test_share = test_fraction
     frame.loc[test, "subset"] = "test"
     if val_fraction:
         rest = frame[frame["subset"] == "train"]
         val = _take_fold(rest, val_fraction / (1 - test_share), group_by,
-                         seed + split_id + 10_000)
+                         layout.val_seed(seed, split_id))
         frame.loc[val, "subset"] = "val"
     split = frame[["image_id", "subset"]]
     check_split(split, manifest, group_by, labels=labels)
@@ -191,7 +176,8 @@ def paper_split(manifest: pd.DataFrame, split_id: int | str, *, test_fraction: f
     if split_id == "all":
         return frame[["image_id"]].assign(subset="train")
     frame["subset"] = random_subsets(len(frame), test_fraction=test_fraction,
-                                     val_fraction=val_fraction, seed=seed + int(split_id))
+                                     val_fraction=val_fraction,
+                                     seed=layout.split_seed(seed, split_id))
     check_labels(frame, set(frame["label"]) | set(labels or ()))
     return frame[["image_id", "subset"]]
 

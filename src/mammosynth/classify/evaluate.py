@@ -12,7 +12,6 @@ from sklearn import metrics as skm
 from mammosynth.classify import model as models
 from mammosynth.classify.data import load_tensor
 from mammosynth.classify.train import predict
-from mammosynth.errors import UserError
 from mammosynth.runtime import device
 
 
@@ -132,12 +131,10 @@ def evaluate(weights: str | Path, test: pd.DataFrame, batch_size: int = 32, boot
 
 
 def positive_index(labels: list[str], positive: str | None) -> int | None:
-    """The index of config labels.positive among two labels; None otherwise."""
+    """The index of config labels.positive among two labels (config.check makes it one of
+    them); None otherwise."""
     if len(labels) != 2 or positive is None:
         return None
-    if positive not in labels:
-        raise UserError(f"config labels.positive: {positive!r} is not one of the labels "
-                        f"({', '.join(labels)}); set it to the positive class")
     return labels.index(positive)
 
 

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mammosynth import layout
 from mammosynth.ddpm import n_shards, shard_range  # noqa: F401  (re-exported)
 from mammosynth.errors import UserError
 from mammosynth.imaging.png import write_png
 from mammosynth.runtime import device, publish_folder
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")
+
 MODEL_INFO = "mammosynth.json"  # in a pipeline folder: conditioning, labels, null class
 # Each sampler's settings beyond the training schedule (README "Samplers" has the measurements):
 # "trailing" spacing starts every few-step sampler at the last trained timestep (with a zero-SNR
@@ -38,11 +40,6 @@ SAMPLER_SETTINGS = {
 }
 
 
-def image_seed(seed: int, split: int | str, label: str, index: int) -> int:
-    digest = hashlib.sha256(f"{seed}/{split}/{label}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
 def model_hash(pipeline_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted((pipeline_dir / "unet").glob("*.safetensors")):
@@ -51,18 +48,12 @@ def model_hash(pipeline_dir: Path) -> str:
 
 
 def make_scheduler(base_config, name: str, steps: int):
-    """A sampling scheduler from the training scheduler's config; checks the step count."""
+    """A sampling scheduler from the training scheduler's config (config.check has checked the
+    name and the step count)."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler,
                "dpmsolver++": DPMSolverMultistepScheduler}
-    if name not in classes:
-        raise UserError(f"config sampling.scheduler: {name!r} is not one of "
-                        f"{', '.join(SCHEDULERS)}")
-    trained = base_config.num_train_timesteps
-    if not 1 <= steps <= trained:
-        raise UserError(f"config sampling.steps: {steps} is more than the {trained} timesteps the "
-                        f"DDPM was trained with (ddpm.timesteps); use at most {trained}")
     return classes[name].from_config(base_config, **SAMPLER_SETTINGS[name])
 
 
@@ -173,7 +164,7 @@ def sample_shard(pipeline_dir: str | Path, out_dir: str | Path, *, seed: int, sp
     tmp.mkdir(parents=True)
     rows = []
     for batch in aligned_batches(start, start + count, batch_size):
-        seeds = [image_seed(seed, split, label, i) for i in batch]
+        seeds = [layout.image_seed(seed, split, label, i) for i in batch]
         for i, s, image in zip(batch, seeds, generate(unet, sched, seeds, steps, **condition)):
             name = f"{label}_{i:05d}.png"
             pixels, done = postprocess(image, size)
