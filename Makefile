@@ -1,5 +1,6 @@
 # `make demo`: set up .venv and run the demo pipeline end to end (phantom data, CPU, minutes).
-# `make test`: set up .venv and run the tests (unit + real snakemake on phantom data) and --lint.
+# `make test`: set up .venv and run the tests (unit + real snakemake on phantom data), --lint and
+# snakefmt --check (the snakemake-workflows CI's formatter).
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3.11
@@ -35,6 +36,7 @@ test: install lint
 
 lint: install
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 bench: install
 	$(BIN)/python bench/preprocess.py

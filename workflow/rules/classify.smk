@@ -1,66 +1,69 @@
+rule augment:
+    input:
+        manifest=layout.manifest(),
+        split=layout.split(),
+    output:
+        directory(layout.augmented()),
+    log:
+        layout.log("augment", layout.augmented()),
+    benchmark:
+        layout.benchmark("augment", layout.augmented())
+    conda:
+        ENV
+    threads: 2
+    params:
+        total=largest_per_label(),
+        seed=split_seed,
+        labels=LABELS,
+    script:
+        "../scripts/augment.py"
+
+
 rule train_classifier:
     input:
         unpack(arm_inputs),
-        manifest="results/data/manifest.csv",
-        split="results/splits/split{split}.csv",
-        pretrained=lambda wc: PRETRAINED[wc.arch] or [],
+        manifest=layout.manifest(),
+        split=layout.split(),
+        pretrained=pretrained,
     output:
-        last="results/classifier/{arch}/{arm}{n}/split{split}/last.safetensors",
-        best="results/classifier/{arch}/{arm}{n}/split{split}/best.safetensors",
-        history="results/classifier/{arch}/{arm}{n}/split{split}/history.csv",
-        composition="results/classifier/{arch}/{arm}{n}/split{split}/composition.csv",
-    params:
-        classifier=config["classifier"],
-        labels=LABELS,
-        repool=repool,
-        seed=lambda wc: config["seed"] + int(wc.split),
-        budget=config["classifier"]["budget"],
+        last=layout.classifier(file=layout.weights_file("last")),
+        best=layout.classifier(file=layout.weights_file("best")),
+        history=layout.classifier(file=layout.HISTORY),
+        composition=layout.classifier(file=layout.COMPOSITION),
     log:
-        "logs/train_classifier/{arch}/{arm}{n}/split{split}.log",
+        layout.log("train_classifier", layout.classifier()),
     benchmark:
-        "benchmarks/train_classifier/{arch}/{arm}{n}/split{split}.tsv"
+        layout.benchmark("train_classifier", layout.classifier())
     conda:
         ENV
+    threads: 8
+    params:
+        classifier=section("classifier", "bootstrap", "checkpoints", "archs"),
+        labels=LABELS,
+        repool=repool,
+        seed=split_seed,
+        resume=layout.classifier(file=layout.CLASSIFIER_RESUME),
     script:
         "../scripts/train_classifier.py"
 
 
 rule evaluate:
     input:
-        weights="results/classifier/{arch}/{arm}{n}/split{split}/{ckpt}.safetensors",
-        composition="results/classifier/{arch}/{arm}{n}/split{split}/composition.csv",
+        weights=layout.classifier(file=layout.weights_file()),
+        composition=layout.classifier(file=layout.COMPOSITION),
     output:
-        metrics="results/classifier/{arch}/{arm}{n}/split{split}/eval_{ckpt}.json",
-        predictions="results/classifier/{arch}/{arm}{n}/split{split}/predictions_{ckpt}.csv",
+        metrics=layout.classifier(file=layout.eval_file()),
+        predictions=layout.classifier(file=layout.predictions_file()),
+    log:
+        layout.log("evaluate", layout.classifier(file=layout.eval_file())),
+    benchmark:
+        layout.benchmark("evaluate", layout.classifier(file=layout.eval_file()))
+    conda:
+        ENV
+    threads: 4
     params:
         protocol=config["protocol"],
         bootstrap=config["classifier"]["bootstrap"],
         positive=config["labels"]["positive"],
-    log:
-        "logs/evaluate/{arch}/{arm}{n}/split{split}/{ckpt}.log",
-    benchmark:
-        "benchmarks/evaluate/{arch}/{arm}{n}/split{split}/{ckpt}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate.py"
-
-
-rule augment:
-    input:
-        manifest="results/data/manifest.csv",
-        split="results/splits/split{split}.csv",
-    output:
-        directory("results/augmented/split{split}/{label}"),
-    params:
-        total=augmented_per_label(),
-        seed=lambda wc: config["seed"] + int(wc.split),
-        labels=LABELS,
-    log:
-        "logs/augment/split{split}/{label}.log",
-    benchmark:
-        "benchmarks/augment/split{split}/{label}.tsv"
-    conda:
-        ENV
-    script:
-        "../scripts/augment.py"

@@ -2,81 +2,80 @@ if PHANTOM:
 
     rule phantom:
         output:
-            directory(DATA_ROOT),
+            directory(config["dataset"]["root"]),
+        log:
+            layout.log("phantom"),
+        benchmark:
+            layout.benchmark("phantom")
+        conda:
+            ENV
         params:
             phantom=config["phantom"],
             seed=config["seed"],
-        log:
-            "logs/phantom.log",
-        benchmark:
-            "benchmarks/phantom.tsv"
-        conda:
-            ENV
         script:
             "../scripts/phantom.py"
 
 
 rule ingest:
     input:
-        roots=DATA_ROOTS,
+        roots=list(ROOTS.values()),
     output:
-        "results/data/ingest.csv",
+        layout.ingest(),
+    log:
+        layout.log("ingest"),
+    benchmark:
+        layout.benchmark("ingest")
+    conda:
+        ENV
     params:
         dataset=config["dataset"],
         labels=config["labels"],
-    log:
-        "logs/ingest.log",
-    benchmark:
-        "benchmarks/ingest.tsv"
-    conda:
-        ENV
     script:
         "../scripts/ingest.py"
 
 
 rule preprocess:
     input:
-        ingest="results/data/ingest.csv",
-        roots=DATA_ROOTS,
+        ingest=layout.ingest(),
+        roots=list(ROOTS.values()),
     output:
         manifest=report(
-            "results/data/manifest.csv",
+            layout.manifest(),
             caption="../report/manifest.rst",
             category="Data",
         ),
-        images=directory("results/data/images"),
+        images=directory(layout.images()),
+    log:
+        layout.log("preprocess"),
+    benchmark:
+        layout.benchmark("preprocess")
+    conda:
+        ENV
+    threads: 8
     params:
-        # sources are relative to the data set's root (format combined: absolute)
-        root=lambda w, input: input.roots[0],
+        roots=ROOTS,
         size=config["preprocess"]["size"],
         orientation=config["preprocess"]["orientation"],
         on_bad_image=config["dataset"]["on_bad_image"],
-    threads: 2
-    log:
-        "logs/preprocess.log",
-    benchmark:
-        "benchmarks/preprocess.tsv"
-    conda:
-        ENV
     script:
         "../scripts/preprocess.py"
 
 
 rule split:
     input:
-        "results/data/manifest.csv",
+        layout.manifest(),
     output:
-        "results/splits/split{split}.csv",
+        layout.split(),
+    log:
+        layout.log("split", layout.split()),
+    benchmark:
+        layout.benchmark("split", layout.split())
+    conda:
+        ENV
     params:
         splits=config["splits"],
         seed=config["seed"],
         protocol=config["protocol"],
         labels=LABELS,
-    log:
-        "logs/split/split{split}.log",
-    benchmark:
-        "benchmarks/split/split{split}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/split.py"

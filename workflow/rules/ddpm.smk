@@ -1,24 +1,25 @@
 rule train_ddpm:
     input:
-        manifest="results/data/manifest.csv",
-        split="results/splits/split{split}.csv",
+        manifest=layout.manifest(),
+        split=layout.split(),
     output:
-        directory("results/ddpm/split{split}/{model}"),
+        directory(layout.ddpm()),
+    log:
+        layout.log("train_ddpm", layout.ddpm()),
+    benchmark:
+        layout.benchmark("train_ddpm", layout.ddpm())
+    # the longest jobs, at the head of every synthetic arm's path: start them first
+    priority: 10
+    conda:
+        ENV
+    threads: 8
     params:
         ddpm=config["ddpm"],
         sampling=config["sampling"],
         size=config["preprocess"]["size"],
         labels=ddpm_labels,
         seed=ddpm_seed,
-        checkpoint="results/ddpm/split{split}/{model}.resume.pt",
-    # the longest jobs, at the head of every synthetic arm's path: start them first
-    priority: 10
-    log:
-        "logs/train_ddpm/split{split}/{model}.log",
-    benchmark:
-        "benchmarks/train_ddpm/split{split}/{model}.tsv"
-    conda:
-        ENV
+        resume=layout.ddpm_resume(),
     script:
         "../scripts/train_ddpm.py"
 
@@ -27,18 +28,19 @@ rule sample_shard:
     input:
         ddpm_model,
     output:
-        directory("results/synthetic/split{split}/{label}/shard{shard}"),
+        directory(layout.shard()),
+    log:
+        layout.log("sample_shard", layout.shard()),
+    benchmark:
+        layout.benchmark("sample_shard", layout.shard())
+    conda:
+        ENV
+    threads: 4
     params:
         sampling=config["sampling"],
         seed=config["seed"],
-        total=synthetic_per_label(),
+        total=largest_per_label(),
         size=config["preprocess"]["size"],
-    log:
-        "logs/sample_shard/split{split}/{label}/shard{shard}.log",
-    benchmark:
-        "benchmarks/sample_shard/split{split}/{label}/shard{shard}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/sample_shard.py"
 
@@ -47,31 +49,32 @@ rule quality:
     input:
         unpack(quality_inputs),
         unpack(label_fidelity_classifier),
-        manifest="results/data/manifest.csv",
-        split="results/splits/split{split}.csv",
+        manifest=layout.manifest(),
+        split=layout.split(),
     output:
-        json="results/quality/split{split}/{label}.json",
+        json=layout.quality(),
         pairs=report(
-            "results/quality/split{split}/{label}_pairs.png",
+            layout.quality(figure="pairs"),
             caption="../report/quality_pairs.rst",
             category="Synthetic quality",
             subcategory="split {split}",
             labels={"label": "{label}", "figure": "closest pairs"},
         ),
         nn=report(
-            "results/quality/split{split}/{label}_nn.png",
+            layout.quality(figure="nn"),
             caption="../report/quality_nn.rst",
             category="Synthetic quality",
             subcategory="split {split}",
             labels={"label": "{label}", "figure": "nearest-neighbour similarity"},
         ),
-    params:
-        quality=config["quality"],
     log:
-        "logs/quality/split{split}/{label}.log",
+        layout.log("quality", layout.quality()),
     benchmark:
-        "benchmarks/quality/split{split}/{label}.tsv"
+        layout.benchmark("quality", layout.quality())
     conda:
         ENV
+    threads: 4
+    params:
+        quality=config["quality"],
     script:
         "../scripts/quality.py"

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from mammosynth.augment import augment_split
-from mammosynth.errors import job
+from mammosynth.runtime import job
 
 with job(snakemake.log[0], snakemake.threads):
     params = snakemake.params

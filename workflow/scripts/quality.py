@@ -1,11 +1,9 @@
 import json
-from pathlib import Path
-
 import pandas as pd
 
 from mammosynth.classify.data import read_composition
 from mammosynth.ddpm.sample import read_shards
-from mammosynth.errors import job
+from mammosynth.runtime import job
 from mammosynth.quality import audit, patients_of
 from mammosynth.splits import images_of
 
@@ -20,7 +18,7 @@ with job(snakemake.log[0], snakemake.threads):
         [str(p) for _, p in read_shards(inputs.shards)],
         size=cfg["size"], near_copy_threshold=cfg["near_copy_threshold"], fid=cfg["fid"],
         inception_weights=cfg["inception_weights"],
-        figure_prefix=Path(snakemake.output.json).with_suffix(""),
+        figures={"nn": snakemake.output.nn, "pairs": snakemake.output.pairs},
         held_out_paths=images_of(manifest, split, "val", wc.label)
         + images_of(manifest, split, "test", wc.label),
         test_paths=test[(test["label"] == wc.label) & ~test["synthetic"]]["path"].tolist(),

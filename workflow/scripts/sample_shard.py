@@ -1,5 +1,5 @@
 from mammosynth.ddpm.sample import sample_shard, shard_range
-from mammosynth.errors import job
+from mammosynth.runtime import job
 
 with job(snakemake.log[0], snakemake.threads):
     cfg, wc = snakemake.params.sampling, snakemake.wildcards

@@ -1,14 +1,13 @@
 import pandas as pd
 
-from mammosynth.errors import job
+from mammosynth.runtime import job
 from mammosynth.splits import make_split, paper_split
 
 with job(snakemake.log[0]) as log:
     manifest = pd.read_csv(snakemake.input[0], dtype=str, keep_default_na=False)
     cfg, split_id = snakemake.params.splits, snakemake.wildcards.split
     fractions = dict(test_fraction=cfg["test_fraction"], val_fraction=cfg["val_fraction"])
-    official_test = bool(cfg.get("official_test", False))
-    scheme = cfg.get("scheme", "holdout")
+    official_test, scheme = cfg["official_test"], cfg["scheme"]
     labels = list(snakemake.params.labels)
     if snakemake.params.protocol == "paper":
         if official_test:

@@ -4,7 +4,7 @@ from mammosynth.augment import read_augmented
 from mammosynth.classify.data import compose, write_composition
 from mammosynth.classify.train import batches_per_epoch, train_classifier
 from mammosynth.ddpm.sample import read_shards
-from mammosynth.errors import job
+from mammosynth.runtime import job
 
 with job(snakemake.log[0], snakemake.threads):
     labels, params, wc = snakemake.params.labels, snakemake.params, snakemake.wildcards
@@ -20,7 +20,8 @@ with job(snakemake.log[0], snakemake.threads):
     # budget steps: every arm of the split makes scenario 0's updates (its real training images)
     updates = (batches_per_epoch(int((split["subset"] == "train").sum()),
                                  params.classifier["batch_size"])
-               if params.budget == "steps" else None)
-    train_classifier(subsets, snakemake.output.last.rsplit("/", 1)[0], arch=wc.arch,
+               if params.classifier["budget"] == "steps" else None)
+    train_classifier(subsets, last=snakemake.output.last, best=snakemake.output.best,
+                     history=snakemake.output.history, resume=params.resume, arch=wc.arch,
                      labels=labels, cfg=params.classifier, seed=params.seed,
                      updates_per_epoch=updates)

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from mammosynth.ddpm.train import train_ddpm
-from mammosynth.errors import job
+from mammosynth.runtime import job
 from mammosynth.splits import images_of
 
 with job(snakemake.log[0], snakemake.threads):
@@ -10,4 +10,4 @@ with job(snakemake.log[0], snakemake.threads):
     split = pd.read_csv(snakemake.input.split, dtype=str)
     images = {label: images_of(manifest, split, "train", label) for label in params.labels}
     train_ddpm(images, snakemake.output[0], params.ddpm, seed=params.seed,
-               checkpoint=params.checkpoint, sampling=params.sampling, size=params.size)
+               resume=params.resume, sampling=params.sampling, size=params.size)
