@@ -1,14 +1,36 @@
-"""Shared test helpers: the real INbreast metadata file (fixture), and writers for small real
-DICOMs / breast-like images (plain functions: `from conftest import write_mg_dicom`)."""
+"""Shared test helpers, plain functions and constants (`from conftest import write_mg_dicom`):
+
+- running the workflow: REPO, SNAKEMAKE, SCHEMA, CONFIGS, PRESETS; load_config (a YAML config
+  of tests/configs/, e.g. tiny.yaml, with overrides deep-merged over it: deep_merge),
+  load_preset, write_config; snakemake / snakemake_command / snakemake_env; job_counts (of a
+  dry run's output). Results paths come from mammosynth.layout, never by hand;
+- data: writers for small real DICOMs and breast-like images, the real INbreast metadata file
+  (fixture).
+
+Test modules import from here, never from each other.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import mammosynth  # noqa: F401  installs the torchvision import fix before a test imports timm
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+PRESETS = REPO / "config/presets"
+CONFIGS = Path(__file__).resolve().parent / "configs"  # the tests' own configs, YAML
 
 # The repository is <x>/main and the shared folder <x>/shared (CI clones shared/ beside the repo).
 INBREAST_CSV = Path(__file__).resolve().parents[2] / "shared/fixtures/inbreast/INbreast.csv"
@@ -93,3 +115,79 @@ def breast_pixels(height: int = 64, width: int = 64, side: str = "R",
                   maximum: int = 3000) -> np.ndarray:
     """breast_image as 16-bit stored values reaching `maximum` (INbreast-like: ~3000 of 65535)."""
     return np.round(breast_image(height, width, side) * maximum).astype(np.uint16)
+
+
+# -- running the workflow -------------------------------------------------------------------------
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A new dict: `base` with `override` laid over it. A mapping over a mapping merges key by
+    key, at every depth; anything else (a list, a value, None) replaces the key."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@functools.cache
+def _read_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def load_config(name: str = "tiny", /, **sections) -> dict:
+    """tests/configs/<name>.yaml with `sections` deep-merged over it (a fresh copy each call):
+    `load_config("tiny", classifier={"epochs": 40})` changes one key of the section,
+    `splits={"ids": [0, 1]}` one key of splits, `scenarios=[0]` or `classifier=None` the whole
+    key."""
+    return deep_merge(_read_yaml(CONFIGS / f"{name}.yaml"), sections)
+
+
+def load_preset(name: str) -> dict:
+    """config/presets/<name>.yaml, as users get it (a fresh copy)."""
+    return copy.deepcopy(_read_yaml(PRESETS / f"{name}.yaml"))
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    """<workdir>/config.yaml holding `config` (snakemake's --configfile by default); its path."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake_env(**extra: str) -> dict:
+    """The environment of a snakemake run: this one, offline (HF_HUB_OFFLINE=1), plus `extra`."""
+    return dict(os.environ, HF_HUB_OFFLINE="1", **extra)
+
+
+def snakemake_command(workdir: Path, *args: str, configfiles=None,
+                      cores: int | None = 2) -> list[str]:
+    """`snakemake` of this repository's Snakefile in `workdir`, then `args`. configfiles: the
+    --configfile list (default <workdir>/config.yaml; empty: none, the Snakefile's own
+    config/config.yaml applies); cores None: no --cores (a profile sets them)."""
+    if configfiles is None:
+        configfiles = [Path(workdir) / "config.yaml"]
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile")]
+    if configfiles:  # a list: the next option ends it
+        cmd += ["--configfile", *map(str, configfiles)]
+    cmd += ["--directory", str(workdir)]
+    if cores is not None:
+        cmd += ["--cores", str(cores)]
+    return cmd + list(args)
+
+
+def snakemake(workdir: Path, *args: str, configfiles=None, cores: int | None = 2,
+              timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake_command(...) to the end (output captured, text); `env` defaults to
+    snakemake_env()."""
+    return subprocess.run(snakemake_command(workdir, *args, configfiles=configfiles, cores=cores),
+                          capture_output=True, text=True, timeout=timeout,
+                          env=snakemake_env() if env is None else env)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The job-stats table of a (dry) run's output: jobs per rule, plus "total"."""
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.M)}

@@ -1,6 +1,7 @@
-"""Invalid configs: each stops `snakemake -n` before any job with one line naming the key
-(`config <key>: <what is wrong>; <what to do>`), no schema dump, no traceback. Plus unit tests of
-mammosynth.config.validate (defaults as snakemake.utils.validate fills them; the messages)."""
+"""Config validation. Invalid configs: each stops `snakemake -n` before any job with one line
+naming the key (`config <key>: <what is wrong>; <what to do>`), no schema dump, no traceback. Plus
+unit tests of mammosynth.config.validate (defaults as snakemake.utils.validate fills them; the
+messages)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,21 @@ import copy
 import re
 
 import pytest
-from test_pipeline import REPO, TINY, snakemake, write_config
 
+from mammosynth import layout
 from mammosynth.config import validate
 from mammosynth.errors import UserError
 
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+from conftest import SCHEMA, load_config, snakemake, write_config
+
+TINY = load_config("tiny")
 
 
 def changed(**sections) -> dict:
-    """TINY with some keys set: `classifier={"lr": 1}` updates that section, a list or a value
-    replaces the key, None (`classifier=None`) writes an empty section."""
-    config = copy.deepcopy(TINY)
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key].update(value)
-        else:
-            config[key] = value
-    return config
+    """tests/configs/tiny.yaml with some keys set (conftest.load_config): `classifier={"lr": 1}`
+    updates that section, a list or a value replaces the key, None (`classifier=None`) writes an
+    empty section."""
+    return load_config("tiny", **sections)
 
 
 # id -> (config, the one line snakemake must print, as a regex)
@@ -61,8 +59,8 @@ INVALID = {
                                r"config dataset\.format: 'dicomdir' is not allowed; "
                                r"use one of phantom, inbreast, csv, folder"),
     "missing_dataset_root": (changed(dataset={"format": "inbreast", "root": "/nonexistent"}),
-                             r"config dataset\.root: /nonexistent does not exist; point it at the "
-                             r"inbreast data set"),
+                             r"config dataset\.root: /nonexistent is not a folder; point it at "
+                             r"the inbreast data set"),
     "unknown_protocol": (changed(protocol="strict"),
                          r"config protocol: 'strict' is not allowed; use one of rigorous, paper"),
     "test_fraction_too_big": (changed(splits={"test_fraction": 0.9}),
@@ -79,7 +77,8 @@ INVALID = {
                              r"config labels\.positive: 'abnormal' is not one of the labels "
                              r"\(benign, malignant\); set labels\.positive to the positive class"),
     "binary_primary_metric_on_six_labels": (
-        changed(labels={"scheme": "birads"}, report={"primary_metric": "sensitivity"}),
+        changed(labels={"scheme": "birads"}, scenarios=[0, 12],
+                report={"primary_metric": "sensitivity"}),
         r"config report\.primary_metric: sensitivity needs two labels, there are 6"),
     "frozen_random_backbone": (changed(classifier={"freeze_backbone": True, "pretrained": None}),
                                r"config classifier\.pretrained: freeze_backbone trains only the "
@@ -90,7 +89,8 @@ INVALID = {
                            r"use one of last, best"),
     "empty_archs": (changed(classifier={"archs": []}),
                     r"config classifier\.archs: empty list; give at least 1 item"),
-    "seed_as_string": (changed(seed="3"), r"config seed: '3' is a string; use an integer"),
+    "seed_as_string": (changed(seed="three"),
+                       r"config seed: 'three' is a string; use an integer"),
     "preprocess_size_0": (changed(preprocess={"size": 0}),
                           r"config preprocess\.size: 0 is less than the minimum of 16"),
     "empty_section": (changed(classifier=None),
@@ -113,7 +113,7 @@ def test_invalid_config_stops_the_dry_run_with_one_line(tmp_path, config, expect
                   "Failed validating"):
         assert noise not in out, out[-3000:]
     assert len(out.splitlines()) < 15, out  # the error, where it was raised, the profile notice
-    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+    assert not (tmp_path / layout.RESULTS).exists() and not (tmp_path / "logs").exists()
 
 
 @pytest.mark.integration
@@ -167,7 +167,8 @@ def test_given_values_are_kept_and_defaults_are_not_shared():
     ({"classifier": {"lr": "fast"}}, "config classifier.lr: 'fast' is a string; use a number"),
     ({"classifier": {"patience": 2.5}},
      "config classifier.patience: 2.5 is a number; use an integer or null"),
-    ({"quality": {"fid": "yes"}}, "config quality.fid: 'yes' is a string; use true or false"),
+    ({"quality": {"fid": "sometimes"}},
+     "config quality.fid: 'sometimes' is a string; use true or false"),
     ({"sampling": {"scheduler": "foo"}},
      "config sampling.scheduler: 'foo' is not allowed; use one of ddpm, ddim, dpmsolver++"),
     ({"report": {"published": "x"}},

@@ -33,7 +33,7 @@ def synthetic(count=20):
 REPOOL = dict(test_fraction=0.2, val_fraction=0.0, seed=7)
 
 
-def test_random_subsets_exact_fractions_and_seeded():
+def test_random_subsets_have_exact_fractions_and_follow_the_seed():
     a = random_subsets(101, test_fraction=0.2, val_fraction=0.1, seed=3)
     assert (a == "test").sum() == 20 and (a == "val").sum() == 10 and (a == "train").sum() == 71
     assert (a == random_subsets(101, test_fraction=0.2, val_fraction=0.1, seed=3)).all()
@@ -60,7 +60,7 @@ def test_paper_split_all_is_every_image_in_train():
     assert len(split) == 40 and set(split["subset"]) == {"train"}
 
 
-def test_rigorous_split_without_val():
+def test_rigorous_split_without_val_fraction_has_no_val_subset():
     split = make_split(manifest(), 1, test_fraction=0.25, val_fraction=0.0, seed=0)
     assert set(split["subset"]) == {"train", "test"}
 
@@ -95,7 +95,7 @@ def test_rigorous_compose_keeps_synthetic_out_of_val_and_test():
     assert not subsets["val"]["synthetic"].any() and not subsets["test"]["synthetic"].any()
 
 
-def test_paper_compose_checks_labels():
+def test_paper_split_and_compose_refuse_a_test_subset_without_every_label():
     m = manifest(n=8, images_per_patient=1)
     with pytest.raises(UserError, match="test subset has no image labelled"):
         paper_split(m, 0, test_fraction=0.1, val_fraction=0.0)  # 1 test image, 2 labels
@@ -104,7 +104,7 @@ def test_paper_compose_checks_labels():
         compose(m, split, {}, 0, LABELS, repool=dict(test_fraction=0.1, val_fraction=0.0, seed=0))
 
 
-def test_composition_round_trip(tmp_path):
+def test_composition_csv_reads_back_as_written(tmp_path):
     m = manifest()
     split = make_split(m, 0, test_fraction=0.2, val_fraction=0.1, seed=0)
     subsets = compose(m, split, synthetic(), 8, LABELS)
@@ -162,7 +162,7 @@ def _write_model(tmp_path, m, split, n, name="model"):
             "composition": str(folder / "composition.csv")}
 
 
-def test_leakage_table_rigorous_passes(tmp_path):
+def test_leakage_table_passes_a_rigorous_model(tmp_path):
     m = manifest()
     split = make_split(m, 0, test_fraction=0.2, val_fraction=0.1, seed=0)
     model = _write_model(tmp_path, m, split, 8)

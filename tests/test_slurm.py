@@ -20,10 +20,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from test_pipeline import REPO, SNAKEMAKE, TINY, snakemake, write_config
+from mammosynth import layout
+
+from conftest import (REPO, job_counts, load_config, snakemake, snakemake_command, snakemake_env,
+                      write_config)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 SLURM = REPO / "tests/slurm"
+TINY = load_config("tiny")
 ARCH = TINY["classifier"]["archs"][0]
 
 
@@ -34,7 +38,7 @@ def cluster(tmp_path_factory):
                            capture_output=True, text=True)
     if start.returncode != 0:
         pytest.fail(f"the local SLURM cluster did not come up:\n{start.stderr[-3000:]}")
-    env = dict(os.environ, SLURM_CONF=str(state / "slurm.conf"), HF_HUB_OFFLINE="1")
+    env = snakemake_env(SLURM_CONF=str(state / "slurm.conf"))
     yield env
     subprocess.run([str(SLURM / "stop_local_slurm.sh"), str(state)], capture_output=True)
 
@@ -63,10 +67,8 @@ def small_profile(folder: Path) -> Path:
 
 
 def run_slurm(workdir: Path, env: dict, *targets: str, timeout: int = 900, popen=False):
-    cmd = ["timeout", "-k", "15", str(timeout), str(SNAKEMAKE), "--snakefile",
-           str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
-           str(workdir / "config.yaml"), "--profile", str(small_profile(workdir / "profile")),
-           *targets]
+    cmd = ["timeout", "-k", "15", str(timeout), *snakemake_command(
+        workdir, "--profile", str(small_profile(workdir / "profile")), *targets, cores=None)]
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env, start_new_session=True)
@@ -89,8 +91,7 @@ def rule_jobs(workdir: Path) -> dict[str, int]:
     """Jobs per rule, from `snakemake -n` of a fresh workdir's full DAG."""
     run = snakemake(workdir, "-n", "--forceall")
     assert run.returncode == 0, run.stderr[-2000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
-    return {rule: int(n) for rule, n in counts.items() if rule not in ("total", "all")}
+    return {rule: n for rule, n in job_counts(run.stdout).items() if rule not in ("total", "all")}
 
 
 def test_demo_dag_runs_as_slurm_jobs(cluster, tmp_path):
@@ -99,7 +100,7 @@ def test_demo_dag_runs_as_slurm_jobs(cluster, tmp_path):
     before = {j["JobId"] for j in slurm_jobs(cluster)}
     run = run_slurm(tmp_path, cluster)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert (tmp_path / "results/report/index.html").exists()
+    assert (tmp_path / layout.report() / "index.html").exists()
     jobs = [j for j in slurm_jobs(cluster) if j["JobId"] not in before]
     assert all(j["JobState"] == "COMPLETED" for j in jobs), [(j["JobName"], j["JobState"])
                                                              for j in jobs]
@@ -136,18 +137,18 @@ def _running(env, rule):
 
 
 # Long enough (~10 s of training each) that a job is still running after its first checkpoint.
-PREEMPT = dict(TINY, scenarios=[0],
-               ddpm=dict(TINY["ddpm"], steps=400, checkpoint_every=20, log_every=20),
-               classifier=dict(TINY["classifier"], epochs=60))
+PREEMPT = load_config("tiny", scenarios=[0],
+                      ddpm={"steps": 400, "resume_every": 20, "log_every": 20},
+                      classifier={"epochs": 60})
 
 
 def test_preempted_training_jobs_resume_and_match_an_uninterrupted_run(cluster, tmp_path):
     """scancel a running train_ddpm and train_classifier job after their first checkpoint:
     Snakemake re-submits them (retries), they resume, and the final weights equal a local,
     uninterrupted run's."""
-    ddpm = "results/ddpm/split0/normal"
-    model = f"results/classifier/{ARCH}/synth0/split0"
-    targets = [ddpm, f"{model}/best.safetensors"]
+    ddpm = layout.ddpm(0, "normal")
+    model = layout.classifier(ARCH, "synth", 0, 0)
+    targets = [ddpm, layout.classifier(ARCH, "synth", 0, 0, layout.weights_file("best"))]
     reference = tmp_path / "reference"
     write_config(reference, PREEMPT)
     ref = snakemake(reference, *targets)
@@ -158,8 +159,8 @@ def test_preempted_training_jobs_resume_and_match_an_uninterrupted_run(cluster, 
     proc = run_slurm(work, cluster, *targets, popen=True)
     try:
         cancelled = []
-        for rule, resume in (("train_ddpm", work / "results/ddpm/split0/normal.resume.pt"),
-                             ("train_classifier", work / model / "resume.pt")):
+        for rule, resume in (("train_ddpm", work / layout.ddpm_resume(0, "normal")),
+                             ("train_classifier", work / model / layout.CLASSIFIER_RESUME)):
             job = _wait(lambda: _running(cluster, rule) if resume.exists() else None, 600,
                         f"a running {rule} job with a checkpoint")
             subprocess.run(["scancel", job], check=True, env=cluster)
@@ -171,12 +172,13 @@ def test_preempted_training_jobs_resume_and_match_an_uninterrupted_run(cluster, 
     assert proc.returncode == 0, out[-4000:]
     states = {j["JobId"]: j["JobState"] for j in slurm_jobs(cluster)}
     assert [states[j] for j in cancelled] == ["CANCELLED", "CANCELLED"]
-    log = (work / "logs/train_ddpm/split0/normal.log").read_text()
+    log = (work / layout.log("train_ddpm", "split0/normal")).read_text()
     assert "resumed from" in log
-    assert "resumed from" in (work / f"logs/train_classifier/{ARCH}/synth0/split0.log").read_text()
+    key = layout.model_key(ARCH, "synth", 0, 0)
+    assert "resumed from" in (work / layout.log("train_classifier", key)).read_text()
 
     for path in (f"{ddpm}/unet/diffusion_pytorch_model.safetensors",
-                 f"{model}/best.safetensors", f"{model}/last.safetensors"):
+                 *(f"{model}/{layout.weights_file(ckpt)}" for ckpt in ("best", "last"))):
         a, b = load_file(str(reference / path)), load_file(str(work / path))
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), path
@@ -185,35 +187,36 @@ def test_preempted_training_jobs_resume_and_match_an_uninterrupted_run(cluster, 
 def test_kill_9_then_rerun_incomplete_redoes_only_what_is_missing(tmp_path):
     """A local run killed with SIGKILL (snakemake and its job) mid-train_classifier; after
     --unlock, --rerun-incomplete finishes it without redoing the finished jobs."""
-    config = dict(TINY, scenarios=[0], classifier=dict(TINY["classifier"], epochs=40))
+    config = load_config("tiny", scenarios=[0], classifier={"epochs": 40})
     write_config(tmp_path, config)
-    target = f"results/classifier/{ARCH}/synth0/split0/best.safetensors"
-    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    resume = tmp_path / f"results/classifier/{ARCH}/synth0/split0/resume.pt"
+    target = layout.classifier(ARCH, "synth", 0, 0, layout.weights_file("best"))
+    proc = subprocess.Popen(snakemake_command(tmp_path, target), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=snakemake_env())
+    resume = tmp_path / layout.classifier(ARCH, "synth", 0, 0, layout.CLASSIFIER_RESUME)
     try:
         _wait(resume.exists, 300, "the classifier's first checkpoint")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/data").rglob("*")
-            if p.is_file()}
-    done |= {p: p.stat().st_mtime_ns for p in (tmp_path / "results/splits").glob("*.csv")}
+    data = (tmp_path / layout.manifest()).parent  # results/data: ingest, manifest, images
+    splits = (tmp_path / layout.split(0)).parent
+    done = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    done |= {p: p.stat().st_mtime_ns for p in splits.glob("*.csv")}
     # killed mid-training: best.safetensors may exist already, history.csv comes at the end
-    assert done and not (tmp_path / target).with_name("history.csv").exists()
+    assert done and not (tmp_path / target).with_name(layout.HISTORY).exists()
 
     unlock = snakemake(tmp_path, "--unlock", target)
     assert unlock.returncode == 0, unlock.stderr[-2000:]
     plan = snakemake(tmp_path, "-n", "--rerun-incomplete", target)
     assert plan.returncode == 0, plan.stderr[-2000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
-    assert counts.get("train_classifier") == "1" and "preprocess" not in counts \
+    counts = job_counts(plan.stdout)
+    assert counts.get("train_classifier") == 1 and "preprocess" not in counts \
         and "split" not in counts, plan.stdout
     run = snakemake(tmp_path, "--rerun-incomplete", target)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / target).exists()
     assert {p: p.stat().st_mtime_ns for p in done} == done  # finished jobs were not redone
-    log = (tmp_path / f"logs/train_classifier/{ARCH}/synth0/split0.log").read_text()
+    log = (tmp_path / layout.log("train_classifier", layout.model_key(ARCH, "synth", 0, 0)))\
+        .read_text()
     assert "resumed from" in log

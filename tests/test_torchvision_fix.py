@@ -71,7 +71,7 @@ print(json.dumps({"logits": list(logits.shape), "noise": list(noise.shape),
     assert out["hook"] == [True, True, False]
 
 
-def test_bare_import_without_mammosynth(tmp_path):
+def test_bare_import_works_with_the_start_up_hook_or_a_loadable_extension(tmp_path):
     """Without mammosynth imported first, what works depends on the venv's start-up hook."""
     pth = site_packages() / "mammosynth_torchvision_fix.pth"
     if pth.exists():
@@ -142,7 +142,7 @@ print(json.dumps({{"hook_before": hook_before, "before": before, "first": first,
 """
 
 
-def test_register_missing_ops_in_a_fresh_process(tmp_path):
+def test_register_missing_ops_defines_what_was_missing_once_in_a_fresh_process(tmp_path):
     out = last_json(run_python(REGISTER.format(uninstall=True), tmp_path))
     assert out["hook_before"] is False
     assert out["after"] == {"nms": True, "qnms": True}
@@ -162,7 +162,7 @@ def test_register_missing_ops_reports_what_it_defined_with_the_hook_installed(tm
 
 
 @pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0"), ("1", "1")])
-def test_hf_hub_offline_default(tmp_path, preset, expected):
+def test_importing_mammosynth_sets_hf_hub_offline_unless_already_set(tmp_path, preset, expected):
     code = ("import json, os\n"
             "before = os.environ.get('HF_HUB_OFFLINE')\n"
             "import mammosynth\n"
