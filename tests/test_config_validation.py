@@ -171,6 +171,8 @@ def test_given_values_are_kept_and_defaults_are_not_shared():
      "config quality.fid: 'sometimes' is a string; use true or false"),
     ({"sampling": {"scheduler": "foo"}},
      "config sampling.scheduler: 'foo' is not allowed; use one of ddpm, ddim, dpmsolver++"),
+    ({"preprocess": {"orientation": "content"}},
+     "config preprocess.orientation: 'content' is not allowed; use one of metadata, image"),
     ({"report": {"published": "x"}},
      "config report.published: 'x' is not allowed; use one of null, sutjiadi2025, best_weights"),
     ({"scenarios": [0, 0]}, "config scenarios: [0, 0] repeats a value; list each once"),

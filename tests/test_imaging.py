@@ -357,13 +357,6 @@ def test_orientation_metadata_keeps_a_wrong_laterality_and_image_overrides_it():
     np.testing.assert_array_equal(same, out)
 
 
-def test_orientation_must_be_metadata_or_image():
-    from mammosynth.errors import UserError
-
-    with pytest.raises(UserError, match=r"preprocess\.orientation.*'content'"):
-        preprocess_array(breast_image(64, 64), "R", 32, orientation="content")
-
-
 @pytest.mark.parametrize("orientation", ["metadata", "image"])
 def test_preprocess_table_counts_laterality_disagreements(tmp_path, caplog, orientation):
     import logging

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mammosynth.errors import ImageError, UserError
+from mammosynth.errors import ImageError
 
 MASK_SIDE = 256
 
@@ -107,7 +107,6 @@ def mask_like_real(image: np.ndarray) -> tuple[np.ndarray, bool]:
     return (out[:, ::-1] if flipped else out), flipped
 
 
-ORIENTATIONS = ("metadata", "image")
 
 
 def preprocess_array(image: np.ndarray, laterality: str | None, size: int,
@@ -121,9 +120,6 @@ def preprocess_array(image: np.ndarray, laterality: str | None, size: int,
     breast meets in the image as given, before any flip (so laterality != chest_wall_seen is a
     disagreement whichever orientation was used).
     """
-    if orientation not in ORIENTATIONS:
-        raise UserError(f"config preprocess.orientation: {orientation!r} is not one of "
-                        f"{', '.join(ORIENTATIONS)}")
     factor = max(1, max(image.shape) // MASK_SIDE)
     small, row_edges, col_edges = thumbnail(image, factor)
     mask = breast_mask(small)

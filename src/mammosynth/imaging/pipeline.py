@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mammosynth.datasets import MANIFEST_COLUMNS, OPTIONAL_COLUMNS, source_file
 from mammosynth.errors import ImageError, UserError
-from mammosynth.imaging.breast import ORIENTATIONS, preprocess_array
+from mammosynth.imaging.breast import preprocess_array
 from mammosynth.imaging.decode import load_image
 from mammosynth.imaging.png import write_png
 
@@ -82,9 +82,6 @@ def preprocess_table(ingest: pd.DataFrame, roots: dict[str, str], out_dir: str |
     orientation (config preprocess.orientation) picks where the chest wall is taken to be:
     see `preprocess_array`. Either way the metadata/image disagreements are logged (see
     `laterality_disagreements`)."""
-    if orientation not in ORIENTATIONS:
-        raise UserError(f"config preprocess.orientation: {orientation!r} is not one of "
-                        f"{', '.join(ORIENTATIONS)}")
     fail_on_rejections(ingest, on_bad_image)
     out_dir = Path(out_dir)
     manifest = ingest.copy()
