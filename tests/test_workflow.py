@@ -15,7 +15,7 @@ from PIL import Image
 
 from mammosynth import layout
 
-from conftest import load_config, snakemake, write_config
+from conftest import job_counts, load_config, snakemake, write_config
 
 MANIFEST_COLUMNS = ["image_id", "patient_id", "laterality", "view", "birads", "label", "status",
                     "reason", "source", "image_path"]
@@ -402,6 +402,17 @@ def test_a_rerun_has_nothing_to_do(demo_run):
     run = snakemake(demo_run, "-n")
     assert run.returncode == 0
     assert "Nothing to be done" in run.stdout + run.stderr
+
+
+@pytest.mark.integration
+def test_a_new_bootstrap_count_re_evaluates_without_retraining(demo_run):
+    """Snakemake re-runs a job whose params change: the trainer's params carry only what
+    changes its weights (`--config` strings are read by the schema's types too)."""
+    run = snakemake(demo_run, "-n", "--config", "classifier={bootstrap: 7}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = job_counts(run.stdout)
+    assert counts["evaluate"] > 0 and counts["report"] == 1
+    assert not {"train_classifier", "train_ddpm", "sample_shard"} & set(counts), counts
 
 
 @pytest.mark.integration
