@@ -172,10 +172,10 @@ def test_preempted_training_jobs_resume_and_match_an_uninterrupted_run(cluster, 
     assert proc.returncode == 0, out[-4000:]
     states = {j["JobId"]: j["JobState"] for j in slurm_jobs(cluster)}
     assert [states[j] for j in cancelled] == ["CANCELLED", "CANCELLED"]
-    log = (work / layout.log("train_ddpm", "split0/normal")).read_text()
+    log = (work / layout.log("train_ddpm", layout.ddpm(0, "normal"))).read_text()
     assert "resumed from" in log
-    key = layout.model_key(ARCH, "synth", 0, 0)
-    assert "resumed from" in (work / layout.log("train_classifier", key)).read_text()
+    model = layout.classifier(ARCH, "synth", 0, 0)
+    assert "resumed from" in (work / layout.log("train_classifier", model)).read_text()
 
     for path in (f"{ddpm}/unet/diffusion_pytorch_model.safetensors",
                  *(f"{model}/{layout.weights_file(ckpt)}" for ckpt in ("best", "last"))):
@@ -217,6 +217,6 @@ def test_kill_9_then_rerun_incomplete_redoes_only_what_is_missing(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / target).exists()
     assert {p: p.stat().st_mtime_ns for p in done} == done  # finished jobs were not redone
-    log = (tmp_path / layout.log("train_classifier", layout.model_key(ARCH, "synth", 0, 0)))\
+    log = (tmp_path / layout.log("train_classifier", layout.classifier(ARCH, "synth", 0, 0)))\
         .read_text()
     assert "resumed from" in log

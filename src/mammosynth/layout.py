@@ -129,6 +129,11 @@ def augmented(split="{split}", label="{label}") -> str:
     return f"{RESULTS}/augmented/split{split}/{label}"
 
 
+# What a classifier adds to its split's real training images (config/README.md, "Arms"): its
+# folder is {arm}{n}.
+ARMS = ("synth", "dup", "aug", "synthonly", "real")
+
+
 def model_key(arch="{arch}", arm="{arm}", n="{n}", split="{split}") -> str:
     """One classifier: arch x arm{n} x split; its folder, log and benchmark names."""
     return f"{arch}/{arm}{n}/split{split}"
@@ -177,6 +182,8 @@ def benchmark(rule: str, output: str = "") -> str:
 def _job_key(output: str) -> str:
     if not output:
         return ""
+    if not output.startswith(f"{RESULTS}/") or output.count("/") < 2:
+        raise ValueError(f"log/benchmark: {output!r} is not a path under {RESULTS}/<stage>/")
     key = output.split("/", 2)[2]  # below results/<stage folder>/
     stem, dot, suffix = key.rpartition(".")
     return "/" + (stem if dot and "/" not in suffix else key)

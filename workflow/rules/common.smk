@@ -54,7 +54,7 @@ wildcard_constraints:
     model="|".join(LABELS + [CLASS_MODEL]),
     shard=r"\d+",
     n=r"\d+",
-    arm="synthonly|synth|dup|aug|real",
+    arm="|".join(layout.ARMS),
     arch=r"[A-Za-z0-9_.\-]+",
     ckpt="last|best",
 

@@ -24,12 +24,12 @@ import pandas as pd
 import torch
 
 from mammosynth.errors import UserError
+from mammosynth.layout import ARMS
 from mammosynth.imaging.png import read_pngs
 from mammosynth.splits import SUBSETS, check_labels, random_subsets
 
 COMPOSITION_COLUMNS = ["subset", "image_id", "label", "y", "synthetic", "kind", "source_image",
                        "path"]
-ARMS = ("synth", "dup", "aug", "synthonly", "real")
 
 
 def per_label(n: int, labels: list[str]) -> int:

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.isotonic import IsotonicRegression  # noqa: E402
 
+from mammosynth.layout import ARMS  # noqa: E402
 from mammosynth.report import stats  # noqa: E402
 from mammosynth.report.figures import COLORS, _save  # noqa: E402
 from mammosynth.report.tables import _holm, _p, _values, scenario_metrics  # noqa: E402
@@ -47,7 +48,7 @@ from mammosynth.report.tables import _holm, _p, _values, scenario_metrics  # noq
 TITLE = "Is it the synthetic images?"
 TABLES = ("controls.csv", "real_equivalents.csv")
 FIGURE = "controls-all.png"
-CONTROL_ARMS = ("dup", "aug", "synthonly", "real")
+CONTROL_ARMS = tuple(a for a in ARMS if a != "synth")
 ARM_ORDER = ("synth", "dup", "aug", "synthonly", "real")
 ARM_WORDS = {"dup": "duplicated real images", "aug": "augmented copies of real images",
              "synthonly": "synthetic images alone"}
