@@ -191,3 +191,25 @@ def snakemake(workdir: Path, *args: str, configfiles=None, cores: int | None = 2
 def job_counts(output: str) -> dict[str, int]:
     """The job-stats table of a (dry) run's output: jobs per rule, plus "total"."""
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.M)}
+
+
+# -- trainers' resume state ----------------------------------------------------------------------
+
+def mammosynth_warnings(caplog) -> list[str]:
+    """The warnings mammosynth's loggers recorded (pytest's caplog)."""
+    import logging
+
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and r.name.startswith("mammosynth")]
+
+
+def assert_set_aside_as_unreadable(caplog, resume: Path, damaged: bytes) -> None:
+    """A damaged resume state was moved to <name>.unreadable with one warning line, and
+    training started afresh (runtime.TrainerState)."""
+    warnings = mammosynth_warnings(caplog)
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert warnings[0].startswith(f"{resume} cannot be read, truncated or corrupted (")
+    assert warnings[0].endswith("training starts afresh (the old state is moved to "
+                                f"{resume.name}.unreadable)")
+    assert resume.with_name(f"{resume.name}.unreadable").read_bytes() == damaged
+    assert not resume.exists() and not resume.with_name(f"{resume.name}.stale").exists()

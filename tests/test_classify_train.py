@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from conftest import assert_set_aside_as_unreadable, mammosynth_warnings
+
 from mammosynth import layout, runtime
 from mammosynth.classify.model import load_weights
 from mammosynth.classify.train import (augment, batches_per_epoch, monitored_loss,
@@ -347,11 +349,6 @@ def test_a_state_past_the_new_epoch_count_is_set_aside(tmp_path, data, monkeypat
     _assert_same_run(out, tmp_path / "fresh")
 
 
-def _warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.WARNING and r.name.startswith("mammosynth")]
-
-
 @pytest.mark.parametrize("how", ["truncated", "garbage"])
 def test_an_unreadable_resume_state_is_set_aside(tmp_path, data, monkeypatch, caplog, how):
     """A resume state damaged on disk (cut to half its bytes, or as many random bytes) cannot be
@@ -367,13 +364,7 @@ def test_an_unreadable_resume_state_is_set_aside(tmp_path, data, monkeypatch, ca
 
     caplog.clear()
     train_classifier(data, **outputs(out), arch=ARCH, labels=LABELS, cfg=cfg(epochs=2), seed=0)
-    warnings = _warnings(caplog)
-    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
-    assert warnings[0].startswith(f"{resume} cannot be read, truncated or corrupted (")
-    assert warnings[0].endswith("training starts afresh (the old state is moved to "
-                                "resume.pt.unreadable)")
-    assert (out / "resume.pt.unreadable").read_bytes() == damaged
-    assert not resume.exists() and not (out / "resume.pt.stale").exists()
+    assert_set_aside_as_unreadable(caplog, resume, damaged)
     assert list(history(out)["epoch"]) == [1, 2]
     train_classifier(data, **outputs(tmp_path / "fresh"), arch=ARCH, labels=LABELS,
                      cfg=cfg(epochs=2), seed=0)
@@ -424,8 +415,8 @@ def test_trainer_state_round_trip_and_what_it_sets_aside(tmp_path, caplog):
         caplog.clear()
         assert runtime.TrainerState(path, "key", **objects()).restore() is None
         assert not path.exists() and (tmp_path / f"state.pt.{suffix}").is_file()
-        assert len(_warnings(caplog)) == 1, _warnings(caplog)
-    assert "lacks net, optimizer, generator, rng" in _warnings(caplog)[0]
+        assert len(mammosynth_warnings(caplog)) == 1, mammosynth_warnings(caplog)
+    assert "lacks net, optimizer, generator, rng" in mammosynth_warnings(caplog)[0]
 
 
 def test_runtime_job_does_not_import_torch():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from conftest import assert_set_aside_as_unreadable
 
 from mammosynth import runtime
 from mammosynth.ddpm import sample as ddpm_sample
@@ -243,14 +244,7 @@ def test_unreadable_resume_state_is_set_aside(tmp_path, images, trained, monkeyp
 
     caplog.clear()
     train_ddpm(images, tmp_path / "b", ddpm_cfg(), seed=0, resume=resume)
-    warnings = [r.getMessage() for r in caplog.records
-                if r.levelno >= logging.WARNING and r.name.startswith("mammosynth")]
-    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
-    assert warnings[0].startswith(f"{resume} cannot be read, truncated or corrupted (")
-    assert warnings[0].endswith("training starts afresh (the old state is moved to "
-                                "b.resume.pt.unreadable)")
-    assert (tmp_path / "b.resume.pt.unreadable").read_bytes() == damaged
-    assert not resume.exists() and not (tmp_path / "b.resume.pt.stale").exists()
+    assert_set_aside_as_unreadable(caplog, resume, damaged)
     assert_bitwise_equal(weights(trained), weights(tmp_path / "b"))
     assert [(r["step"], r["loss"]) for r in read_history(tmp_path / "b")] == \
         [(r["step"], r["loss"]) for r in read_history(trained)]
