@@ -19,9 +19,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mammosynth.errors import UserError
+
+if TYPE_CHECKING:  # the Snakefile imports source_roots at every parse: pandas only when reading
+    import pandas as pd
 
 INGEST_COLUMNS = ["image_id", "patient_id", "laterality", "view", "birads", "label",
                   "status", "reason", "source"]
@@ -102,6 +105,8 @@ def read_metadata(path: Path, required: tuple[str, ...], what: str, hint: str,
     file); a one-line UserError naming the file when it cannot be read or lacks a required
     column. what: e.g. "the RSNA train.csv table"; hint: what to do about it; read: path ->
     DataFrame of strings (default: comma-separated UTF-8)."""
+    import pandas as pd
+
     read = read or (lambda p: pd.read_csv(p, dtype=str, keep_default_na=False,
                                           encoding="utf-8-sig"))
     try:
